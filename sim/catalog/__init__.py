@@ -1,0 +1,1 @@
+"""Built-in catalogs (machine profiles, workloads, experiments), installed with the package."""

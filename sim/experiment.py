@@ -1,0 +1,267 @@
+"""Experiments: load, resolve catalog names, apply ``--set`` overrides, expand to run specs.
+
+An experiment names a machine, a workload and variants, and sweeps any dotted key of the run
+configuration (``cpus``, ``lazy_max_pages``, ``workload.background.count``,
+``machine.costs.ipi_handler_ns``, ...). Every point of the Cartesian product of the sweep runs
+every variant for ``replications`` replications. Replication ``r`` of a point uses the same
+random streams for every variant (common random numbers), so variant comparisons are paired.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .config import (
+    ConfigError,
+    Document,
+    Origins,
+    catalog_names,
+    did_you_mean,
+    dotted,
+    load_reference,
+    load_yaml,
+    parse_override,
+    resolve_reference,
+    set_dotted,
+)
+from .mm.variants import resolve_variant
+from .run import RunSpec
+from .schema import ExperimentFile, RunConfig, Variant
+
+RUN_KEYS = ("cpus", "lazy_max_pages", "duration", "warmup")
+"""Top-level experiment keys that are part of each run's configuration."""
+SWEEP_ROOTS = RUN_KEYS + ("machine", "workload")
+
+
+@dataclass
+class Experiment:
+    """A validated experiment, ready to expand into run specs."""
+
+    name: str
+    description: str
+    file: str
+    base: dict[str, Any]
+    variants: list[dict[str, Any]]
+    sweep: dict[str, list]
+    replications: int
+    seed: int
+    origins: Origins
+
+    @property
+    def swept_keys(self) -> list[str]:
+        return list(self.sweep)
+
+    def points(self) -> list[dict[str, Any]]:
+        """The sweep's Cartesian product, in file order."""
+        keys = list(self.sweep)
+        return [dict(zip(keys, values))
+                for values in itertools.product(*(self.sweep[k] for k in keys))]
+
+    def specs(self) -> list[RunSpec]:
+        """Every run: points x variants x replications, each validated."""
+        out = []
+        for point in self.points():
+            point_key = _stable_hash(point)
+            for variant in self.variants:
+                config = self.resolve_point(point, variant)
+                for rep in range(self.replications):
+                    out.append(RunSpec(self.name, config, point, rep, self.seed,
+                                       (self.seed, point_key, rep)))
+        return out
+
+    def resolve_point(self, point: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+        """The validated run configuration of one point and variant, as plain data."""
+        data = copy.deepcopy(self.base)
+        data["variant"] = variant
+        for key, value in point.items():
+            set_dotted(data, key, value, self.origins)
+        if data.get("cpus") is None:
+            data["cpus"] = data["machine"].get("cpus") if isinstance(data["machine"], dict) \
+                else None
+        try:
+            model = RunConfig.model_validate(data)
+        except ValidationError as exc:
+            raise _config_error(exc, data, RunConfig, self.origins, point) from None
+        return model.model_dump(mode="json")
+
+
+def _stable_hash(point: dict[str, Any]) -> int:
+    text = json.dumps(point, sort_keys=True, separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def find_experiment(name: str) -> Path:
+    """A path to an experiment file, or the built-in experiment of that name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    found = resolve_reference("experiments", name, None)
+    if found is not None:
+        return found
+    known = catalog_names("experiments")
+    raise ConfigError(f"no such file or built-in experiment{did_you_mean(name, known)} "
+                      f"(built-in: {', '.join(known)})", name)
+
+
+def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
+    """Load, resolve and validate an experiment file; apply ``key=value`` overrides."""
+    file = find_experiment(str(path))
+    doc = load_yaml(file)
+    origins = Origins(default_file=doc.file)
+    origins.add((), doc.file, doc.lines)
+    data = doc.data
+    parsed = [parse_override(text) for text in overrides]
+    late = []
+    if any(key.startswith("sweep.") for key, _ in parsed) and "sweep" not in data:
+        data["sweep"] = {}
+    for key, value in parsed:
+        origins.entries[tuple(key.split("."))] = ("--set " + key, None)
+        if key.split(".")[0] in ("machine", "workload") and "." in key:
+            late.append((key, value))
+        else:
+            set_dotted(data, key, value, origins)
+            if isinstance(data.get("sweep"), dict) and not key.startswith("sweep."):
+                data["sweep"].pop(key, None)  # a pinned value replaces its sweep
+    try:
+        top = ExperimentFile.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, data, ExperimentFile, origins) from None
+    base = _resolve_base(top, doc, origins)
+    for key, value in late:
+        set_dotted(base, key, value, origins)
+        top.sweep.pop(key, None)
+    _check_sweep_keys(top.sweep, origins)
+    variants = [_variant(entry, origins, ("variants", i)) for i, entry in enumerate(top.variants)]
+    names = [v["name"] for v in variants]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise origins.error(f"variant names must be unique; repeated: {sorted(duplicates)}",
+                            ("variants",))
+    experiment = Experiment(top.name, top.description, doc.file, base, variants,
+                            dict(top.sweep), top.replications, top.seed, origins)
+    for point in experiment.points():
+        experiment.resolve_point(point, variants[0])
+    return experiment
+
+
+def _resolve_base(top: ExperimentFile, doc: Document, origins: Origins) -> dict[str, Any]:
+    """Machine and workload as mappings (catalog names loaded), plus the run keys."""
+    base: dict[str, Any] = {}
+    for key, kind in (("machine", "cpus"), ("workload", "workloads")):
+        ref = getattr(top, key)
+        if isinstance(ref, str):
+            ref_doc = load_reference(kind, ref, Path(doc.file), origins, (key,))
+            origins.add((key,), ref_doc.file, ref_doc.lines)
+            base[key] = ref_doc.data
+        else:
+            base[key] = copy.deepcopy(ref)
+    for key in RUN_KEYS:
+        base[key] = getattr(top, key)
+    return base
+
+
+def _check_sweep_keys(sweep: dict[str, list], origins: Origins) -> None:
+    for key in sweep:
+        root = key.split(".")[0]
+        if root not in SWEEP_ROOTS or (root in ("machine", "workload") and "." not in key):
+            raise origins.error(f"cannot sweep '{key}'{did_you_mean(root, list(SWEEP_ROOTS))}; "
+                                f"sweepable: {', '.join(RUN_KEYS)}, machine.<key>, "
+                                "workload.<key>", ("sweep", key))
+
+
+def _variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]:
+    data = resolve_variant(entry, origins, path)
+    try:
+        return Variant.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        raise _config_error(exc, data, Variant, origins, prefix=path) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# pydantic errors -> one ConfigError naming file, line, key path, expected and found.
+
+def _config_error(exc: ValidationError, data: Any, model: type[BaseModel], origins: Origins,
+                  point: dict[str, Any] | None = None, prefix: tuple = ()) -> ConfigError:
+    err = exc.errors(include_url=False)[0]
+    path = _data_path(data, err["loc"])
+    message = _message(err, data, model, path)
+    where = prefix + path
+    for key, value in (point or {}).items():
+        swept = tuple(key.split("."))
+        if where[: len(swept)] == swept:
+            file, line = origins.locate(("sweep", key))
+            return ConfigError(f"{message} (sweep value {value!r})", file, line, where)
+    return origins.error(message, where)
+
+
+def _data_path(data: Any, loc: tuple) -> tuple:
+    """Drop the union tags pydantic puts in error locations, keeping real keys."""
+    path: list = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
+            path.append(part)
+            node = node[part]
+        elif last and isinstance(node, dict):
+            path.append(part)
+    return tuple(path)
+
+
+def _message(err: dict, data: Any, model: type[BaseModel], path: tuple) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "missing required key"
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, path[:-1])
+        return (f"unknown key '{path[-1]}'{did_you_mean(str(path[-1]), allowed)}"
+                + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+    text = err["msg"].removeprefix("Value error, ")
+    if "found" in text:
+        return text
+    found = repr(err.get("input"))
+    if len(found) > 60:
+        found = found[:57] + "..."
+    return f"{text[0].lower()}{text[1:]}, found {found}"
+
+
+def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
+    """The keys a mapping at ``path`` of ``model`` may hold (for "did you mean")."""
+    cls: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return []
+        field = cls.model_fields.get(part)
+        if field is None:
+            return []
+        cls = _model_in(field.annotation)
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def describe_point(point: dict[str, Any]) -> str:
+    return ", ".join(f"{dotted(tuple(k.split('.')))}={v}" for k, v in point.items())

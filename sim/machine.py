@@ -1,0 +1,48 @@
+"""The simulated machine: online CPUs, their sockets, and the cost table of a profile.
+
+A sweep's ``cpus`` value overrides the profile's CPU count; sockets follow from the profile's
+``cpus_per_socket`` (CPU ``i`` sits on socket ``i // cpus_per_socket``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .schema import Costs, MachineProfile
+
+PAGES_PER_32MIB = (32 << 20) // 4096
+
+
+def fls(x: int) -> int:
+    """The kernel's fls(): position of the most significant set bit, 1-based; fls(0) == 0."""
+    return x.bit_length()
+
+
+def lazy_max_pages_formula(online_cpus: int) -> int:
+    """``lazy_max_pages()`` of mm/vmalloc.c (2.6.28 onward): fls(num_online_cpus()) * 32 MiB."""
+    return fls(online_cpus) * PAGES_PER_32MIB
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A profile instantiated with a CPU count."""
+
+    profile: MachineProfile
+    ncpus: int
+
+    @property
+    def costs(self) -> Costs:
+        return self.profile.costs
+
+    @property
+    def sockets(self) -> int:
+        return -(-self.ncpus // self.profile.cpus_per_socket)
+
+    def socket_of(self, cpu: int) -> int:
+        return cpu // self.profile.cpus_per_socket
+
+    def cacheline_ns(self, cpu_a: int, cpu_b: int) -> float:
+        """One cache-line transfer between two CPUs (same or cross socket)."""
+        if self.socket_of(cpu_a) == self.socket_of(cpu_b):
+            return self.costs.cacheline_same_socket_ns
+        return self.costs.cacheline_cross_socket_ns

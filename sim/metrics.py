@@ -1,0 +1,73 @@
+"""Bounded run statistics: log-bucketed latency histograms, counters and peaks.
+
+Memory does not grow with simulated time: a histogram is a fixed array of buckets, 32 per
+power of two (about 2% relative error on a percentile); mean and max are exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BUCKETS_PER_OCTAVE = 32
+OCTAVES = 48  # up to 2**48 ns, about 3 days of simulated time
+
+
+class Histogram:
+    """Latencies in ns: count, exact sum and max, percentiles from log buckets."""
+
+    __slots__ = ("counts", "n", "total", "max")
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(BUCKETS_PER_OCTAVE * OCTAVES, dtype=np.int64)
+        self.n = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def record(self, ns: float) -> None:
+        self.n += 1
+        self.total += ns
+        if ns > self.max:
+            self.max = ns
+        bucket = int(math.log2(ns) * BUCKETS_PER_OCTAVE) if ns >= 1.0 else 0
+        self.counts[min(bucket, len(self.counts) - 1)] += 1
+
+    def mean(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile (0..100): geometric middle of its bucket, capped at max."""
+        if not self.n:
+            return math.nan
+        rank = max(1, math.ceil(q / 100.0 * self.n))
+        bucket = int(np.searchsorted(np.cumsum(self.counts), rank))
+        middle = 2.0 ** ((bucket + 0.5) / BUCKETS_PER_OCTAVE)
+        return min(middle, self.max)
+
+
+class Metrics:
+    """Everything a run reports besides lock_stat, reset at the end of warm-up."""
+
+    def __init__(self) -> None:
+        self.reset(0.0)
+
+    def reset(self, now: float) -> None:
+        self.window_start = now
+        self.ops = 0
+        self.vmalloc = Histogram()
+        self.vfree = Histogram()
+        self.set_memory = Histogram()
+        self.purge = Histogram()
+        self.purge_areas = 0
+        self.tlb_flush_full = 0
+        self.tlb_flush_range = 0
+        self.ipis = 0
+        self.alloc_failures = 0
+        self.purge_trylock_failures = 0
+        self.alloc_walk_steps = 0
+        self.lazy_pages_peak = 0
+
+    def observe_lazy(self, vmap_lazy_nr: int) -> None:
+        if vmap_lazy_nr > self.lazy_pages_peak:
+            self.lazy_pages_peak = vmap_lazy_nr

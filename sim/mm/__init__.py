@@ -1,0 +1,1 @@
+"""The vmalloc model: areas, the busy tree, allocation, lazy free, purge, vm_unmap_aliases."""

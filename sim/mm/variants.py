@@ -1,0 +1,49 @@
+"""Kernel variants: named presets (``presets.yaml``) and user compositions on top of them."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from ..config import Origins, did_you_mean
+from ..schema import Variant
+
+
+@cache
+def presets() -> dict[str, dict[str, Any]]:
+    """The named presets, in file order."""
+    text = resources.files("sim.mm").joinpath("presets.yaml").read_text()
+    data = yaml.safe_load(text)
+    return {name: {"name": name, **fields} for name, fields in data.items()}
+
+
+def resolve_variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]:
+    """A variant from an experiment: a preset name, or a mapping with ``name`` and ``base``."""
+    known = list(presets())
+    if isinstance(entry, str):
+        if entry not in presets():
+            raise origins.error(f"unknown variant '{entry}'{did_you_mean(entry, known)} "
+                                f"(known: {', '.join(known)})", path)
+        return dict(presets()[entry])
+    if not isinstance(entry, dict):
+        raise origins.error(f"expected a variant name or a mapping, found {entry!r}", path)
+    base_name = entry.get("base")
+    merged: dict[str, Any] = {}
+    if base_name is not None:
+        if base_name not in presets():
+            raise origins.error(f"unknown base variant '{base_name}'"
+                                f"{did_you_mean(str(base_name), known)} "
+                                f"(known: {', '.join(known)})", path + ("base",))
+        merged.update(presets()[base_name])
+        merged.pop("description", None)
+    merged.update(entry)
+    if "name" not in entry:
+        raise origins.error("missing required key 'name'", path)
+    return merged
+
+
+def validate_variant(data: dict[str, Any]) -> Variant:
+    return Variant.model_validate(data)

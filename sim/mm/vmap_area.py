@@ -1,0 +1,32 @@
+"""``struct vmap_area`` and its flags (include/linux/vmalloc.h, mm/vmalloc.c of Linux 4.5)."""
+
+from __future__ import annotations
+
+VM_LAZY_FREE = 0x01
+"""Lazily freed, waiting for a purge (removed in 4.7 by the llist patch)."""
+VM_LAZY_FREEING = 0x02
+"""Taken by a purge that has not yet erased it."""
+VM_VM_AREA = 0x04
+"""Backs a vm_struct (a vmalloc area), cleared by remove_vm_area()."""
+
+
+class VmapArea:
+    """One busy range of the vmalloc space, in pages, guard page included."""
+
+    __slots__ = ("va_start", "va_end", "flags", "cpu", "nr_pages")
+
+    def __init__(self, va_start: int, va_end: int, cpu: int) -> None:
+        self.va_start = va_start
+        self.va_end = va_end
+        self.flags = VM_VM_AREA
+        self.cpu = cpu
+        self.nr_pages = va_end - va_start - 1
+        """Pages backed by memory: the area minus its guard page."""
+
+    @property
+    def size(self) -> int:
+        """``(va_end - va_start) >> PAGE_SHIFT``: what vmap_lazy_nr counts, guard included."""
+        return self.va_end - self.va_start
+
+    def __repr__(self) -> str:
+        return f"VmapArea([{self.va_start:#x}, {self.va_end:#x}) pages, cpu{self.cpu})"

@@ -1,0 +1,56 @@
+"""Units used in configuration files: times in nanoseconds, sizes in pages.
+
+Times may be written as numbers (nanoseconds) or strings such as ``"20ms"``, ``"1.5us"``,
+``"2s"``. Sizes may be written as numbers (pages) or strings such as ``"4KiB"`` or ``"32TiB"``.
+"""
+
+from __future__ import annotations
+
+import re
+
+PAGE_SIZE = 4096
+"""x86_64 base page size; every address and size in the model is in pages of this size."""
+
+_TIME_UNITS = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
+_SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+               "pages": PAGE_SIZE, "page": PAGE_SIZE}
+_NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*"
+
+
+def parse_time(value: object) -> float:
+    """Return ``value`` in nanoseconds; raise ``ValueError`` with the accepted forms."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a time such as 20ms or 500 (ns), found {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(_NUMBER + r"(ns|us|µs|ms|s)\s*", value)
+        if m:
+            return float(m.group(1)) * _TIME_UNITS[m.group(2)]
+    raise ValueError(f"expected a time such as 20ms, 1.5us or 500 (ns), found {value!r}")
+
+
+def parse_pages(value: object) -> int:
+    """Return ``value`` in pages (rounded up); raise ``ValueError`` with the accepted forms."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size such as 4KiB or 16 (pages), found {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        m = re.fullmatch(_NUMBER + r"(B|KiB|MiB|GiB|TiB|pages?)\s*", value)
+        if m:
+            nbytes = float(m.group(1)) * _SIZE_UNITS[m.group(2)]
+            return int(-(-nbytes // PAGE_SIZE))
+    raise ValueError(f"expected a size such as 4KiB, 2MiB or 16 (pages), found {value!r}")
+
+
+def format_ns(ns: float) -> str:
+    """Render a duration for tables: ``"812ns"``, ``"3.41us"``, ``"12.0ms"``."""
+    if ns != ns:  # NaN
+        return "-"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if abs(ns) >= scale:
+            return f"{ns / scale:.3g}{unit}"
+    return f"{ns:.0f}ns"

@@ -1,0 +1,96 @@
+"""Operation streams: what each simulated CPU asks of the vmalloc layer.
+
+``vmalloc_loop`` (workloads ``seed-i915`` and ``test_vmalloc-fix_size``): each CPU keeps up to
+``live_per_cpu`` areas mapped; when it has that many it vfree()s the oldest, otherwise it
+vmalloc()s a new one of a size drawn from the workload's distribution; between operations it
+thinks for an exponential time; independently, set_memory_*() calls on ``set_memory_pages``
+pages arrive as a Poisson process of ``set_memory_rate`` per second per CPU. Random draws come in
+batches from the CPU's own stream, so CPUs do not perturb each other's draws.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator
+
+import numpy as np
+import simpy
+
+from .cpu import Cpu
+from .mm.vmalloc import VmallocModel
+from .schema import Background, ChoiceDist, FixedDist, UniformDist, Workload
+
+BATCH = 1024
+
+
+def draw_sizes(dist: FixedDist | UniformDist | ChoiceDist, rng: np.random.Generator,
+               n: int) -> np.ndarray:
+    """``n`` sizes in pages from a size distribution."""
+    if isinstance(dist, FixedDist):
+        return np.full(n, dist.value, dtype=np.int64)
+    if isinstance(dist, UniformDist):
+        return rng.integers(dist.min, dist.max + 1, size=n)
+    p = None
+    if dist.weights is not None:
+        p = np.asarray(dist.weights, dtype=float) / sum(dist.weights)
+    return rng.choice(np.asarray(dist.values, dtype=np.int64), size=n, p=p)
+
+
+class Stream:
+    """A refillable batch of draws, consumed one at a time."""
+
+    __slots__ = ("_draw", "_buf", "_i")
+
+    def __init__(self, draw) -> None:
+        self._draw = draw
+        self._buf: list = []
+        self._i = 0
+
+    def next(self):
+        if self._i == len(self._buf):
+            self._buf = self._draw(BATCH).tolist()
+            self._i = 0
+        value = self._buf[self._i]
+        self._i += 1
+        return value
+
+
+def place_background(vm: VmallocModel, background: Background, rng: np.random.Generator) -> None:
+    """Long-lived areas allocated at boot, packed upward from VMALLOC_START."""
+    if background.count == 0:
+        return
+    sizes = draw_sizes(background.size, rng, background.count) + 1  # guard page
+    ends = vm.vstart + np.cumsum(sizes)
+    if int(ends[-1]) > vm.vend:
+        raise ValueError(f"{background.count} background areas need {int(ends[-1])} pages, "
+                         f"more than the vmalloc space ({vm.vend} pages)")
+    vm.busy.bulk_load(ends - sizes, ends)
+    vm.cache.node = int(ends[-1] - sizes[-1])  # the last boot allocation is cached
+
+
+def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: Workload,
+                 rng: np.random.Generator) -> Generator[simpy.Event, None, None]:
+    """The SimPy process of one CPU running a ``vmalloc_loop`` workload.
+
+    Every operation takes a lock and so settles the CPU's clock: time always advances
+    (``lock_acquire_ns`` is positive by schema).
+    """
+    sizes = Stream(lambda n: draw_sizes(workload.size, rng, n))
+    think_mean = workload.think_time
+    thinks = Stream(lambda n: rng.exponential(think_mean, n)) if think_mean else None
+    rate = workload.set_memory_rate
+    gaps = Stream(lambda n: rng.exponential(1e9 / rate, n)) if rate else None
+    next_set_memory = gaps.next() if gaps else float("inf")
+    live: deque = deque()
+    while True:
+        if env.now + cpu.pending >= next_set_memory:
+            yield from vm.set_memory(cpu, workload.set_memory_pages)
+            next_set_memory += gaps.next()
+        elif len(live) >= workload.live_per_cpu:
+            yield from vm.vfree(cpu, live.popleft())
+        else:
+            va = yield from vm.vmalloc(cpu, sizes.next())
+            if va is not None:
+                live.append(va)
+        if thinks is not None:
+            cpu.charge(thinks.next())
