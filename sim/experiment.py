@@ -90,7 +90,7 @@ class Experiment:
         try:
             model = RunConfig.model_validate(data)
         except ValidationError as exc:
-            raise _config_error(exc, data, RunConfig, self.origins, point) from None
+            raise _config_error(exc, data, RunConfig, self.origins, point, self.sweep) from None
         return model.model_dump(mode="json")
 
 
@@ -118,39 +118,47 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     doc = load_yaml(file)
     origins = Origins(default_file=doc.file)
     origins.add((), doc.file, doc.lines)
-    data = doc.data
     parsed = [parse_override(text) for text in overrides]
-    late = []
-    if any(key.startswith("sweep.") for key, _ in parsed) and "sweep" not in data:
-        data["sweep"] = {}
-    for key, value in parsed:
-        origins.entries[tuple(key.split("."))] = ("--set " + key, None)
-        if key.split(".")[0] in ("machine", "workload") and "." in key:
-            late.append((key, value))
-        else:
-            set_dotted(data, key, value, origins)
-            if isinstance(data.get("sweep"), dict) and not key.startswith("sweep."):
-                data["sweep"].pop(key, None)  # a pinned value replaces its sweep
+    # machine.* and workload.* overrides wait until catalog names are resolved
+    late = [(k, v) for k, v in parsed if k.split(".")[0] in ("machine", "workload") and "." in k]
+    _apply_overrides(doc.data, [kv for kv in parsed if kv not in late], origins)
     try:
-        top = ExperimentFile.model_validate(data)
+        top = ExperimentFile.model_validate(doc.data)
     except ValidationError as exc:
-        raise _config_error(exc, data, ExperimentFile, origins) from None
+        raise _config_error(exc, doc.data, ExperimentFile, origins) from None
     base = _resolve_base(top, doc, origins)
-    for key, value in late:
-        set_dotted(base, key, value, origins)
-        top.sweep.pop(key, None)
-    _check_sweep_keys(top.sweep, origins)
+    sweep = dict(top.sweep)
+    _apply_overrides(base, late, origins, sweep)
+    _check_sweep_keys(sweep, origins)
     variants = [_variant(entry, origins, ("variants", i)) for i, entry in enumerate(top.variants)]
     names = [v["name"] for v in variants]
-    duplicates = {n for n in names if names.count(n) > 1}
-    if duplicates:
-        raise origins.error(f"variant names must be unique; repeated: {sorted(duplicates)}",
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise origins.error(f"variant names must be unique; repeated: {repeated}",
                             ("variants",))
-    experiment = Experiment(top.name, top.description, doc.file, base, variants,
-                            dict(top.sweep), top.replications, top.seed, origins)
+    experiment = Experiment(top.name, top.description, doc.file, base, variants, sweep,
+                            top.replications, top.seed, origins)
     for point in experiment.points():
         experiment.resolve_point(point, variants[0])
     return experiment
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]], origins: Origins,
+                     sweep: dict[str, list] | None = None) -> None:
+    """Set each dotted key; ``sweep.<key>`` sets a sweep, a pinned key replaces its sweep."""
+    if sweep is None and any(k.startswith("sweep.") for k, _ in overrides):
+        data.setdefault("sweep", {})
+        sweep = data["sweep"] if isinstance(data["sweep"], dict) else None
+    elif sweep is None and isinstance(data.get("sweep"), dict):
+        sweep = data["sweep"]
+    for key, value in overrides:
+        origins.entries[tuple(key.split("."))] = ("--set " + key, None)
+        if key.startswith("sweep.") and sweep is not None:
+            sweep[key.removeprefix("sweep.")] = value  # swept keys keep their dots
+            continue
+        set_dotted(data, key, value, origins)
+        if sweep is not None:
+            sweep.pop(key, None)
 
 
 def _resolve_base(top: ExperimentFile, doc: Document, origins: Origins) -> dict[str, Any]:
@@ -190,16 +198,20 @@ def _variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]:
 # pydantic errors -> one ConfigError naming file, line, key path, expected and found.
 
 def _config_error(exc: ValidationError, data: Any, model: type[BaseModel], origins: Origins,
-                  point: dict[str, Any] | None = None, prefix: tuple = ()) -> ConfigError:
+                  point: dict[str, Any] | None = None, sweep: dict[str, list] | None = None,
+                  prefix: tuple = ()) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     path = _data_path(data, err["loc"])
     message = _message(err, data, model, path)
     where = prefix + path
     for key, value in (point or {}).items():
         swept = tuple(key.split("."))
-        if where[: len(swept)] == swept:
-            file, line = origins.locate(("sweep", key))
-            return ConfigError(f"{message} (sweep value {value!r})", file, line, where)
+        if where[: len(swept)] == swept and sweep and key in sweep:
+            if err["type"] == "extra_forbidden":  # the swept key itself is unknown
+                return origins.error(message, ("sweep", key))
+            # a swept value is at fault: point at its entry in the sweep
+            return origins.error(message, ("sweep", key, sweep[key].index(value))
+                                 + where[len(swept):])
     return origins.error(message, where)
 
 

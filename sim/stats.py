@@ -21,5 +21,5 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE
     if n < 2:
         return mean, math.nan, math.nan, n
     var = math.fsum((x - mean) ** 2 for x in xs) / (n - 1)
-    half = stats.t.ppf(0.5 + confidence / 2.0, n - 1) * math.sqrt(var / n)
+    half = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * math.sqrt(var / n)
     return mean, mean - half, mean + half, n

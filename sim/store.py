@@ -84,7 +84,7 @@ def write_summary(out_dir: Path, rows: list[dict[str, Any]], swept: list[str]) -
 
 def _fmt(value: Any) -> Any:
     if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
+        return "" if math.isnan(value) else repr(float(value))
     return value
 
 

@@ -1,0 +1,92 @@
+"""Scaling laws the model must show, and the kernel formulas it must reproduce."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from scipy import stats
+
+from sim.config import catalog_dir
+from sim.machine import lazy_max_pages_formula
+from sim.mm.variants import presets
+from sim.run import Simulation
+from sim.schema import RunConfig
+
+MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
+FIX_SIZE = yaml.safe_load((catalog_dir("workloads") / "test_vmalloc-fix_size.yaml").read_text())
+WALK_NS = MACHINE["costs"]["list_walk_per_node_ns"]
+BACKGROUND = [1000, 10000, 50000]
+
+
+def simulate(variant: str, cpus: int = 1, rep: int = 0, **workload) -> Simulation:
+    config = RunConfig.model_validate({
+        "machine": MACHINE, "workload": {**FIX_SIZE, **workload},
+        "variant": presets()[variant], "cpus": cpus, "duration": "15ms", "warmup": "1ms"})
+    sim = Simulation(config, (11, cpus, rep))
+    sim.run()
+    return sim
+
+
+def purge_durations(variant: str) -> tuple[list[int], list[float]]:
+    """Mean purge duration per replication at each background size, one CPU."""
+    xs, ys = [], []
+    for count in BACKGROUND:
+        for rep in range(2):
+            sim = simulate(variant, rep=rep, think_time="5us", set_memory_rate=4000,
+                           background={**FIX_SIZE["background"], "count": count})
+            assert sim.metrics.purge.n >= 3
+            xs.append(count)
+            ys.append(sim.metrics.purge.mean())
+    return xs, ys
+
+
+def test_full_walk_purge_grows_linearly_with_areas() -> None:
+    """linux-4.5: every purge walks all of vmap_area_list: slope = list_walk_per_node_ns."""
+    xs, ys = purge_durations("linux-4.5")
+    fit = stats.linregress(xs, ys)
+    assert fit.slope == pytest.approx(WALK_NS, rel=0.10)
+    assert fit.rvalue > 0.999
+
+
+def test_llist_purge_is_flat_in_areas() -> None:
+    """linux-4.7: a purge walks only the lazy llist, whatever the number of live areas."""
+    xs, ys = purge_durations("linux-4.7")
+    fit = stats.linregress(xs, ys)
+    assert abs(fit.slope) < 0.02 * WALK_NS
+    assert max(ys) < 1.5 * min(ys)
+
+
+@pytest.mark.parametrize("cpus", range(1, 257))
+def test_lazy_max_pages_formula(cpus: int) -> None:
+    """lazy_max_pages() = fls(num_online_cpus()) * (32 MiB / PAGE_SIZE)."""
+    expected = cpus.bit_length() * (32 * 1024 * 1024 // 4096)
+    assert lazy_max_pages_formula(cpus) == expected
+
+
+@pytest.mark.parametrize("cpus,pages", [(1, 8192), (4, 24576), (8, 32768), (16, 40960),
+                                        (56, 49152), (112, 57344), (256, 73728)])
+def test_lazy_max_pages_table(cpus: int, pages: int) -> None:
+    """The published values (Rezki: 24576 on 4 CPUs; NVIDIA: 32 MB on 1, 96 MB on 4)."""
+    assert lazy_max_pages_formula(cpus) == pages
+
+
+def test_model_uses_the_formula_and_the_override() -> None:
+    sim = simulate("linux-4.7", cpus=4)
+    assert sim.vm.lazy_max_pages == 24576
+    config = sim.config.model_copy(update={"lazy_max_pages": 100})
+    assert Simulation(config, (1,)).vm.lazy_max_pages == 100
+
+
+def test_lazy_threshold_triggers_purges() -> None:
+    """Without set_memory_*(), purges happen only when vmap_lazy_nr exceeds the threshold,
+    and the lazy pages never exceed it by more than what the CPUs free meanwhile."""
+    config = RunConfig.model_validate({
+        "machine": MACHINE, "workload": FIX_SIZE, "variant": presets()["linux-4.7"],
+        "cpus": 2, "lazy_max_pages": 64, "duration": "2ms"})
+    sim = Simulation(config, (3,))
+    sim.run()
+    m = sim.metrics
+    assert m.purge.n > 10
+    assert m.purge_areas >= m.purge.n * 64 // 2  # each purge frees > 64 pages of 2-page areas
+    assert 64 < m.lazy_pages_peak <= 64 + 2 * 2 * 2  # threshold + in-flight frees
+    assert m.tlb_flush_full + m.tlb_flush_range == m.purge.n
