@@ -1,10 +1,10 @@
 """Kernel TLB flushes on x86: ``flush_tlb_kernel_range``, ``flush_tlb_all`` and their IPIs.
 
 Modelled on arch/x86/mm/tlb.c of Linux 4.x. A kernel-range flush of more than
-``tlb_single_page_flush_ceiling`` pages (33 since 2014), or of an empty range whose unsigned
-length wraps, becomes a full flush (``do_flush_tlb_all``); otherwise one INVLPG per page
-(``do_kernel_range_flush``). Either way ``on_each_cpu(func, info, 1)`` sends an IPI to every
-other online CPU, idle or not, waits for every acknowledgement, then runs ``func`` locally.
+``tlb_single_page_flush_ceiling`` pages (33 since 2014) becomes a full flush
+(``do_flush_tlb_all``); otherwise one INVLPG per page (``do_kernel_range_flush``). Either way
+``on_each_cpu(func, info, 1)`` sends an IPI to every other online CPU, idle or not, waits for
+every acknowledgement, then runs ``func`` locally.
 
 IPIs leave in order, the sender's own socket first; each extra target adds a per-target cost
 (same socket or cross socket). A target runs the handler when the IPI arrives, whatever it is
@@ -52,8 +52,9 @@ class TlbFlusher:
         return self._fanout[sender]
 
     def is_full_flush(self, start: int, end: int) -> bool:
-        """The kernel's test: ``end - start > ceiling`` in unsigned arithmetic (empty wraps)."""
-        return end < start or end - start > self.ceiling
+        """The kernel's test ``end - start > ceiling`` (an empty range is a no-op range flush:
+        in unsigned arithmetic 0 - ULONG_MAX is one byte)."""
+        return end - start > self.ceiling
 
     def flush_tlb_kernel_range(self, cpu: Cpu, start: int, end: int
                                ) -> Generator[simpy.Event, None, None]:
@@ -63,7 +64,7 @@ class TlbFlusher:
             yield from self.flush_tlb_all(cpu)
             return
         self.metrics.tlb_flush_range += 1
-        yield from self.on_each_cpu(cpu, (end - start) * c.invlpg_ns, 0.0)
+        yield from self.on_each_cpu(cpu, max(0, end - start) * c.invlpg_ns, 0.0)
 
     def flush_tlb_all(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
         """``flush_tlb_all()``: a full flush, global entries included, on every online CPU."""

@@ -4,8 +4,10 @@
 ``live_per_cpu`` areas mapped; when it has that many it vfree()s the oldest, otherwise it
 vmalloc()s a new one of a size drawn from the workload's distribution; between operations it
 thinks for an exponential time; independently, set_memory_*() calls on ``set_memory_pages``
-pages arrive as a Poisson process of ``set_memory_rate`` per second per CPU. Random draws come in
-batches from the CPU's own stream, so CPUs do not perturb each other's draws.
+pages come due as a Poisson process of ``set_memory_rate`` per second per CPU; a CPU that falls
+behind (its calls take longer than the gaps) does not catch up with a burst: the next call is
+due one gap after the later of the previous due time and the end of the previous call. Random
+draws come in batches from the CPU's own stream, so CPUs do not perturb each other's draws.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: W
     while True:
         if env.now + cpu.pending >= next_set_memory:
             yield from vm.set_memory(cpu, workload.set_memory_pages)
-            next_set_memory += gaps.next()
+            # a CPU that fell behind does not catch up with a burst of calls
+            next_set_memory = max(next_set_memory, env.now + cpu.pending) + gaps.next()
         elif len(live) >= workload.live_per_cpu:
             yield from vm.vfree(cpu, live.popleft())
         else:

@@ -167,14 +167,17 @@ class VmallocModel:
 
     def try_purge_vmap_area_lazy(self, cpu: Cpu) -> Gen:
         """``try_purge_vmap_area_lazy``: a non-blocking purge (trylock on purge_lock)."""
-        yield from self._purge_vmap_area_lazy(cpu, sync=False, force_flush=False)
+        yield from self._purge_vmap_area_lazy(cpu, self.vend, self.vstart, False, False)
 
     def purge_vmap_area_lazy(self, cpu: Cpu) -> Gen:
         """``purge_vmap_area_lazy``: a synchronous purge (spins on purge_lock)."""
-        yield from self._purge_vmap_area_lazy(cpu, sync=True, force_flush=False)
+        yield from self._purge_vmap_area_lazy(cpu, self.vend, self.vstart, True, False)
 
-    def _purge_vmap_area_lazy(self, cpu: Cpu, sync: bool, force_flush: bool) -> Gen:
-        """``__purge_vmap_area_lazy(&start, &end, sync, force_flush)`` of Linux 4.5/4.7."""
+    def _purge_vmap_area_lazy(self, cpu: Cpu, start: int, end: int, sync: bool,
+                              force_flush: bool) -> Gen:
+        """``__purge_vmap_area_lazy(&start, &end, sync, force_flush)`` of Linux 4.5/4.7;
+        ``start``/``end`` come in as the range the caller already needs flushed
+        (ULONG_MAX/0, here vend/vstart, for none)."""
         c = self.costs
         if not sync and not force_flush:
             got = yield from cpu.spin_trylock(self.purge_lock)
@@ -188,7 +191,7 @@ class VmallocModel:
         if sync:
             self.purge_fragmented_blocks_allcpus(cpu)
         valist = self.lazy.collect(self, cpu)
-        start, end, nr = self.vend, self.vstart, 0
+        nr = 0
         for va in valist:
             start = min(start, va.va_start)
             end = max(end, va.va_end)
@@ -199,9 +202,9 @@ class VmallocModel:
             yield from self.flusher.flush_tlb_kernel_range(cpu, start, end)
         if nr:
             yield from cpu.spin_lock(self.vmap_area_lock)
+            cpu.charge(c.lock_acquire_ns + len(valist) * (self.rbtree_ns() + c.kmalloc_ns))
             for va in valist:
                 self.__free_vmap_area(va)
-            cpu.charge(c.lock_acquire_ns + len(valist) * (self.rbtree_ns() + c.kmalloc_ns))
             yield from cpu.spin_unlock(self.vmap_area_lock)
         cpu.charge(c.lock_acquire_ns)
         yield from cpu.spin_unlock(self.purge_lock)
@@ -221,11 +224,18 @@ class VmallocModel:
     # --- set_memory_*() -------------------------------------------------------------------
 
     def vm_unmap_aliases(self, cpu: Cpu) -> Gen:
-        """``vm_unmap_aliases``: scan per-CPU vmap blocks, then a sync purge that flushes
-        when any block is dirty even if nothing is lazy."""
+        """``vm_unmap_aliases``: widen [start, end) over every CPU's dirty vmap blocks, then a
+        sync purge that flushes when any block is dirty even if nothing is lazy.
+
+        Blocks are not modelled individually: with ``vmap_block_dirty`` the dirty ranges of
+        blocks of several CPUs, spread over the vmalloc space, are taken to span it all (far
+        more than the flush ceiling, so the flush is a full one)."""
         cpu.charge(self.machine.ncpus * self.costs.vb_queue_check_ns)
-        yield from self._purge_vmap_area_lazy(cpu, sync=True,
-                                              force_flush=self.vmap_block_dirty)
+        if self.vmap_block_dirty:
+            start, end = self.vstart, self.vend
+        else:
+            start, end = self.vend, self.vstart
+        yield from self._purge_vmap_area_lazy(cpu, start, end, True, self.vmap_block_dirty)
 
     def set_memory(self, cpu: Cpu, nr_pages: int) -> Gen:
         """x86 ``set_memory_wb()`` and friends: ``change_page_attr_set_clr``."""
