@@ -198,7 +198,7 @@ def catalog_dir(kind: str) -> Path:
     checkout = Path(__file__).resolve().parent.parent / kind
     if checkout.is_dir():
         return checkout
-    return Path(str(resources.files(f"sim.catalog.{kind}")))
+    return Path(str(resources.files("sim.catalog").joinpath(kind)))
 
 
 def catalog_names(kind: str) -> list[str]:

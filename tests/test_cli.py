@@ -95,3 +95,18 @@ def test_api_runs_an_experiment(tmp_path: Path) -> None:
     outcome = sim.run_experiment(exp)
     assert {r["variant"] for r in outcome.rows} == {"linux-4.5", "linux-4.7"}
     assert "ops/s" in sim.format_table(outcome.rows, exp.swept_keys)
+
+
+def test_installed_distribution_ships_the_catalogs() -> None:
+    """After a non-editable ``pip install .`` the catalogs live inside the package."""
+    from importlib import metadata
+
+    try:
+        files = {str(f) for f in metadata.files("vmapsim") or []}
+    except metadata.PackageNotFoundError:
+        pytest.skip("vmapsim is not installed")
+    if not any(f.startswith("sim/") for f in files):
+        pytest.skip("editable install: the checkout's catalogs are used")
+    for name in ("sim/catalog/cpus/xeon-2s-112.yaml", "sim/catalog/workloads/seed-i915.yaml",
+                 "sim/catalog/experiments/seed.yaml", "sim/mm/presets.yaml"):
+        assert name in files
