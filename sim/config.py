@@ -22,9 +22,6 @@ MAX_NODES = 200_000
 MAX_DEPTH = 64
 """Deepest nesting accepted in one document."""
 
-Path_ = tuple  # a key path: ("workload", "background", "count")
-
-
 class ConfigError(Exception):
     """A configuration problem a user can fix; rendered as one line ``file:line: key: message``."""
 

@@ -13,12 +13,11 @@ import copy
 import hashlib
 import itertools
 import json
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from .config import (
     ConfigError,
@@ -26,7 +25,6 @@ from .config import (
     Origins,
     catalog_names,
     did_you_mean,
-    dotted,
     load_reference,
     load_yaml,
     parse_override,
@@ -36,6 +34,7 @@ from .config import (
 from .mm.variants import resolve_variant
 from .run import RunSpec
 from .schema import ExperimentFile, RunConfig, Variant
+from .validation import config_error
 
 RUN_KEYS = ("cpus", "lazy_max_pages", "duration", "warmup")
 """Top-level experiment keys that are part of each run's configuration."""
@@ -90,7 +89,7 @@ class Experiment:
         try:
             model = RunConfig.model_validate(data)
         except ValidationError as exc:
-            raise _config_error(exc, data, RunConfig, self.origins, point, self.sweep) from None
+            raise config_error(exc, data, RunConfig, self.origins, point, self.sweep) from None
         return model.model_dump(mode="json")
 
 
@@ -125,7 +124,7 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     try:
         top = ExperimentFile.model_validate(doc.data)
     except ValidationError as exc:
-        raise _config_error(exc, doc.data, ExperimentFile, origins) from None
+        raise config_error(exc, doc.data, ExperimentFile, origins) from None
     base = _resolve_base(top, doc, origins)
     sweep = dict(top.sweep)
     _apply_overrides(base, late, origins, sweep)
@@ -191,89 +190,4 @@ def _variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]:
     try:
         return Variant.model_validate(data).model_dump(mode="json")
     except ValidationError as exc:
-        raise _config_error(exc, data, Variant, origins, prefix=path) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# pydantic errors -> one ConfigError naming file, line, key path, expected and found.
-
-def _config_error(exc: ValidationError, data: Any, model: type[BaseModel], origins: Origins,
-                  point: dict[str, Any] | None = None, sweep: dict[str, list] | None = None,
-                  prefix: tuple = ()) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
-    path = _data_path(data, err["loc"])
-    message = _message(err, data, model, path)
-    where = prefix + path
-    for key, value in (point or {}).items():
-        swept = tuple(key.split("."))
-        if where[: len(swept)] == swept and sweep and key in sweep:
-            if err["type"] == "extra_forbidden":  # the swept key itself is unknown
-                return origins.error(message, ("sweep", key))
-            # a swept value is at fault: point at its entry in the sweep
-            return origins.error(message, ("sweep", key, sweep[key].index(value))
-                                 + where[len(swept):])
-    return origins.error(message, where)
-
-
-def _data_path(data: Any, loc: tuple) -> tuple:
-    """Drop the union tags pydantic puts in error locations, keeping real keys."""
-    path: list = []
-    node = data
-    for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        in_dict = isinstance(node, dict) and part in node
-        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
-        if in_dict or in_list:
-            path.append(part)
-            node = node[part]
-        elif last and isinstance(node, dict):
-            path.append(part)
-    return tuple(path)
-
-
-def _message(err: dict, data: Any, model: type[BaseModel], path: tuple) -> str:
-    kind = err["type"]
-    if kind == "missing":
-        return "missing required key"
-    if kind == "extra_forbidden":
-        allowed = _fields_at(model, path[:-1])
-        return (f"unknown key '{path[-1]}'{did_you_mean(str(path[-1]), allowed)}"
-                + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
-    text = err["msg"].removeprefix("Value error, ")
-    if "found" in text:
-        return text
-    found = repr(err.get("input"))
-    if len(found) > 60:
-        found = found[:57] + "..."
-    return f"{text[0].lower()}{text[1:]}, found {found}"
-
-
-def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
-    """The keys a mapping at ``path`` of ``model`` may hold (for "did you mean")."""
-    cls: Any = model
-    for part in path:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            return []
-        field = cls.model_fields.get(part)
-        if field is None:
-            return []
-        cls = _model_in(field.annotation)
-    if isinstance(cls, type) and issubclass(cls, BaseModel):
-        return list(cls.model_fields)
-    return []
-
-
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def describe_point(point: dict[str, Any]) -> str:
-    return ", ".join(f"{dotted(tuple(k.split('.')))}={v}" for k, v in point.items())
+        raise config_error(exc, data, Variant, origins, prefix=path) from None

@@ -1,0 +1,94 @@
+"""Schema validation errors as one-line :class:`ConfigError`s.
+
+pydantic reports an error location inside the model (with union tags); this module maps it back
+to the key path of the data the user wrote, finds the file and line it came from (or the sweep
+entry or ``--set`` that supplied it), and phrases what was expected and what was found, with a
+"did you mean" for misspelt keys.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .config import ConfigError, Origins, did_you_mean
+
+
+def config_error(exc: ValidationError, data: Any, model: type[BaseModel], origins: Origins,
+                  point: dict[str, Any] | None = None, sweep: dict[str, list] | None = None,
+                  prefix: tuple = ()) -> ConfigError:
+    err = exc.errors(include_url=False)[0]
+    path = _data_path(data, err["loc"])
+    message = _message(err, model, path)
+    where = prefix + path
+    for key, value in (point or {}).items():
+        swept = tuple(key.split("."))
+        if where[: len(swept)] == swept and sweep and key in sweep:
+            if err["type"] == "extra_forbidden":  # the swept key itself is unknown
+                return origins.error(message, ("sweep", key))
+            # a swept value is at fault: point at its entry in the sweep
+            return origins.error(message, ("sweep", key, sweep[key].index(value))
+                                 + where[len(swept):])
+    return origins.error(message, where)
+
+
+def _data_path(data: Any, loc: tuple) -> tuple:
+    """Drop the union tags pydantic puts in error locations, keeping real keys."""
+    path: list = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
+            path.append(part)
+            node = node[part]
+        elif last and isinstance(node, dict):
+            path.append(part)
+    return tuple(path)
+
+
+def _message(err: dict, model: type[BaseModel], path: tuple) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "missing required key"
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, path[:-1])
+        return (f"unknown key '{path[-1]}'{did_you_mean(str(path[-1]), allowed)}"
+                + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+    text = err["msg"].removeprefix("Value error, ")
+    if "found" in text:
+        return text
+    found = repr(err.get("input"))
+    if len(found) > 60:
+        found = found[:57] + "..."
+    return f"{text[0].lower()}{text[1:]}, found {found}"
+
+
+def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
+    """The keys a mapping at ``path`` of ``model`` may hold (for "did you mean")."""
+    cls: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return []
+        field = cls.model_fields.get(part)
+        if field is None:
+            return []
+        cls = _model_in(field.annotation)
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
