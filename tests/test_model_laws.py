@@ -90,3 +90,19 @@ def test_lazy_threshold_triggers_purges() -> None:
     assert m.purge_areas >= m.purge.n * 64 // 2  # each purge frees > 64 pages of 2-page areas
     assert 64 < m.lazy_pages_peak <= 64 + 2 * 2 * 2  # threshold + in-flight frees
     assert m.tlb_flush_full + m.tlb_flush_range == m.purge.n
+
+
+def test_overflow_purges_once_retries_then_counts_a_failure() -> None:
+    """A vmalloc space too small for the live areas: alloc_vmap_area purges synchronously,
+    retries once, and a failure is counted, never a crash."""
+    machine = {**MACHINE, "vmalloc_space": 64}
+    workload = {**FIX_SIZE, "live_per_cpu": 40, "background": {"count": 0}}
+    config = RunConfig.model_validate({
+        "machine": machine, "workload": workload, "variant": presets()["linux-4.7"],
+        "cpus": 2, "duration": "200us"})
+    sim = Simulation(config, (5,))
+    sim.run()
+    m = sim.metrics
+    assert m.alloc_failures > 0
+    assert m.purge.n >= m.alloc_failures  # one sync purge before each failure
+    assert sim.vm.busy.count <= 64 // 2  # never more 2-page areas than the space holds
