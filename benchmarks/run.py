@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    python benchmarks/run.py            # full run: ~2-3 s per measurement, best of 3 (~1.5 min)
-    python benchmarks/run.py --quick    # ~0.3 s per measurement, best of 2 (~10 s)
+    python benchmarks/run.py            # full run: ~2-3 s per measurement, best of 3 (~75 s)
+    python benchmarks/run.py --quick    # ~0.3 s per measurement, best of 2 (~11 s)
     python benchmarks/run.py --json results.json
 
 Everything runs in one process. The cases:
@@ -24,10 +24,11 @@ duration per case, chosen so that one measurement takes ~2-3 s of wall time on a
 2-core VM (~0.3 s with ``--quick``). Each case is first run twice, untimed:
 
 1. with an event counter (below), which gives ``ops``, ``events`` and the operation mix;
-2. over a short duration (a quarter of the quick one) under :mod:`tracemalloc`, which gives
-   ``peak_traced_mib`` (tracemalloc slows Python ~5x, so it never runs during a timed run;
-   the model's memory is bounded in simulated time - histograms are fixed arrays, lazy areas
-   are purged - so the peak is set by the set-up and the first milliseconds).
+2. under :mod:`tracemalloc`, over the build and the first 2 ms of simulated time only
+   (tracemalloc slows Python ~5x, so it never runs during a timed run), which gives
+   ``peak_traced_mib``. The peak is mostly the set-up (background areas, per-CPU state);
+   afterwards only lazily freed areas add memory, up to ``lazy_max_pages`` until a purge
+   (fix_size reaches ~7 MiB by its first purge, ~20 ms in); histograms are fixed arrays.
 
 Then every case is run ``repeats`` times, round-robin (case 1, 2, ..., 6, case 1, 2, ...), so
 that load elsewhere on the machine hits one repeat of several cases rather than every repeat of
@@ -114,28 +115,29 @@ class Case:
     workload: str | None = None  # None: the bare SimPy reference
     variant: str | None = None
     background: int | None = None  # None: the workload file's own count
+    memory_ns: float = 2e6
+    """Simulated duration of the traced (memory) run: short, the same in both modes."""
 
     def until(self, quick: bool) -> float:
         return self.quick_ns if quick else self.duration_ns
 
-    @property
-    def memory_ns(self) -> float:
-        """Simulated duration of the traced (memory) run: short, the same in both modes."""
-        return self.quick_ns / 4
-
 
 CASES = [
-    Case("bare-simpy", 3e7, 3e6),
-    Case("seed-i915/linux-4.7/bg=1e3", 8e8, 4e7, "seed-i915", "linux-4.7", 1_000),
-    Case("seed-i915/linux-4.7/bg=1e5", 8e8, 1.5e8, "seed-i915", "linux-4.7", 100_000),
-    Case("seed-i915/linux-4.5/bg=1e3", 3e9, 2.5e8, "seed-i915", "linux-4.5", 1_000),
-    Case("seed-i915/linux-4.5/bg=1e5", 2.5e11, 1e9, "seed-i915", "linux-4.5", 100_000),
-    Case("fix_size/linux-4.7", 3e7, 4e6, "test_vmalloc-fix_size", "linux-4.7"),
+    Case("bare-simpy", 3e7, 3e6, memory_ns=5e5),
+    Case("seed-i915/linux-4.7/bg=1e3", 5e8, 4e7, "seed-i915", "linux-4.7", 1_000),
+    Case("seed-i915/linux-4.7/bg=1e5", 3e10, 2e9, "seed-i915", "linux-4.7", 100_000),
+    Case("seed-i915/linux-4.5/bg=1e3", 4.5e8, 4e7, "seed-i915", "linux-4.5", 1_000),
+    Case("seed-i915/linux-4.5/bg=1e5", 3e10, 5e8, "seed-i915", "linux-4.5", 100_000),
+    Case("fix_size/linux-4.7", 3e7, 3e6, "test_vmalloc-fix_size", "linux-4.7"),
 ]
-"""Simulated durations (ns) give ~2-3 s (full) and ~0.3 s (quick) per run on a 2-core VM.
-seed-i915/linux-4.5 at 1e5 areas is long in simulated time because, after ~0.1 s, every CPU
-queues on purge_lock behind 5 ms list walks and only ~200 set_memory calls complete per
-simulated second."""
+"""Simulated durations (ns), fixed so that ``events_per_op`` is reproducible, chosen for
+~2.5 s (full) and ~0.3 s (quick) of wall time per run on an idle 2-core VM. At 1e5 background
+areas the simulated machine completes few operations per simulated second (vmallocs walk
+thousands of areas under vmap_area_lock), so those runs cover seconds of simulated time. When
+the model changes, a run far from the target prints a suggested duration."""
+TARGET_WALL_S = {False: 2.5, True: 0.3}
+"""Wall time per run the durations aim at (full, quick); outside 0.4x-2.5x a warning suggests
+a new duration."""
 
 
 @dataclass
@@ -402,6 +404,11 @@ def results_table(results: list[Result]) -> str:
             f"| {r.name} | {sim_time(r.sim_duration_ns)} | {r.ops:,} | {r.events_per_op:.2f} | "
             f"{r.wall_s:.2f} | {r.ops_per_wall_s:,.0f} | {r.ratio_to_bare_simpy:.4f} | "
             f"{r.us_per_op:.1f} | {r.engine_share:.0%} | {r.peak_traced_mib:.1f} |")
+    lines += ["", "ops: completed vmalloc + vfree + set_memory calls (bare-simpy: timeouts). "
+              "events/op: SimPy events scheduled per op (deterministic). engine share: "
+              "events/op x ratio to bare, the share of the wall time a bare SimPy loop with as "
+              "many events would take. peak MiB: tracemalloc peak over build + the first "
+              f"{sim_time(CASES[1].memory_ns)} simulated."]
     return "\n".join(lines)
 
 
@@ -426,10 +433,15 @@ def environment() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def warn(results: list[Result]) -> None:
+def warn(results: list[Result], quick: bool) -> None:
     for r in results:
         if not r.deterministic or r.events_checked is False:
             print(f"warning: {r.name}: repeated runs disagree on ops or events", file=sys.stderr)
+        target = TARGET_WALL_S[quick]
+        if not 0.4 * target <= r.cpu_s <= 2.5 * target:
+            print(f"note: {r.name}: {r.cpu_s:.2f} s per run, target {target} s; "
+                  f"duration {r.sim_duration_ns * target / r.cpu_s:.3g} ns would hit it",
+                  file=sys.stderr)
         if r.wall_s > CONTENDED * r.cpu_s:
             print(f"warning: {r.name}: best wall time {r.wall_s:.2f} s > CPU time "
                   f"{r.cpu_s:.2f} s: other processes competed for the CPU", file=sys.stderr)
@@ -453,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     print(results_table(results) + "\n")
     print(scaling_table(rows) + "\n")
     print(f"total {total:.0f} s")
-    warn(results)
+    warn(results, args.quick)
     if args.json:
         record = {"quick": args.quick, "repeats": repeats, "environment": environment(),
                   "total_s": total, "cases": [asdict(r) for r in results], "scaling": rows}

@@ -1,6 +1,7 @@
-"""The ``vmapsim`` command: run, check and list experiments.
+"""The ``vmapsim`` command: run, check and list experiments; report an output directory.
 
-Exit codes: 0 success, 1 a run failed, 2 bad input (one line on stderr, no traceback).
+Exit codes: 0 success, 1 a run failed, 2 bad input (one line on stderr, no traceback),
+130 interrupted (finished runs are kept; ``--resume`` continues).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, catalog_names
-from .experiment import load_experiment
+from .executors import EXECUTORS, default_jobs
+from .experiment import Experiment, load_experiment
 from .mm.variants import presets
-from .report import format_table
-from .runner import default_jobs, run_experiment
+from .plots import available as plots_available
+from .progress import on_terminal
+from .report import REPORT, format_table, report_directory
+from .runner import ExperimentResult, run_experiment
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,11 +31,32 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", metavar="DIR",
                      help="output directory (default: results/<experiment name>)")
     run.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
-                     help="worker processes (default: all cores)")
+                     help="worker processes (default: all cores); 1 runs in this process")
+    run.add_argument("--executor", choices=EXECUTORS, default=None,
+                     help="local worker processes (default) or a Dask cluster (the 'dask' "
+                     "extra): a new local one of N workers, or the one at --scheduler")
+    run.add_argument("--scheduler", metavar="ADDR",
+                     help="join the Dask cluster whose scheduler is at ADDR "
+                     "(tcp://host:port); implies --executor dask")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="keep the finished runs in DIR and compute only the others "
+                       "(failed and damaged ones again)")
+    again.add_argument("--force", action="store_true",
+                       help="replace the runs of another experiment found in DIR")
     run.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="KEY=VALUE", help="override any dotted key, e.g. "
                      "--set workload.set_memory_rate=500 (repeatable)")
-    run.add_argument("-q", "--quiet", action="store_true", help="print only the table")
+    run.add_argument("--no-report", action="store_true",
+                     help="write the tables only (no plots, no report.md)")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="print only the table (no progress bar, no notes)")
+
+    report = sub.add_parser("report", help="write the tables, plots and report.md of an "
+                            "output directory from its run files")
+    report.add_argument("directory", metavar="DIR")
+    report.add_argument("--no-plots", action="store_true",
+                        help="tables and report.md only (no matplotlib needed)")
 
     check = sub.add_parser("check", help="validate an experiment without running it")
     check.add_argument("experiment")
@@ -49,18 +74,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = args.jobs if args.jobs is not None else default_jobs()
     if jobs < 1:
         raise ConfigError(f"-j expects at least 1 worker, found {jobs}", "command line")
-    specs = experiment.specs()
-    progress = not args.quiet and sys.stderr.isatty()
-    if not args.quiet:
-        print(f"{experiment.name}: {len(specs)} runs on {jobs} worker(s) -> {out}",
-              file=sys.stderr)
-    outcome = run_experiment(experiment, out, jobs=jobs, progress=progress)
+    if args.executor == "local" and args.scheduler:
+        raise ConfigError("--scheduler joins a Dask cluster; it needs --executor dask",
+                          "command line")
+    executor = args.executor or ("dask" if args.scheduler else "local")
+    note = None if args.quiet else _note
+    if note:
+        note(f"{experiment.name}: {len(experiment.specs())} runs "
+             f"{_where(executor, jobs, args.scheduler)} -> {out}")
+    outcome = run_experiment(experiment, out, jobs=jobs, progress=on_terminal(args.quiet),
+                             executor=executor, scheduler=args.scheduler,
+                             resume=args.resume, force=args.force,
+                             report=not args.no_report, log=note)
     print(format_table(outcome.rows, experiment.swept_keys))
-    if not args.quiet:
-        print(f"\nsummary: {out / 'summary.csv'}   runs: {out / 'runs'}", file=sys.stderr)
-    for failed in outcome.failures:
-        print(f"run {failed['run_id']} failed: {failed['error']}", file=sys.stderr)
-    return 1 if outcome.failures else 0
+    if note:
+        note(f"\nsummary: {out / 'summary.csv'}   runs: {out / 'runs'}"
+             + (f"   paired: {out / 'paired.csv'}" if experiment.baseline else ""))
+        if not args.no_report:
+            note(f"report: {out / REPORT}" + ("" if plots_available() else
+                 " (tables only: plots need pip install 'vmapsim[plots]')"))
+    return _failures(outcome, experiment, out)
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _where(executor: str, jobs: int, scheduler: str | None) -> str:
+    if scheduler:
+        return f"on the Dask cluster at {scheduler}"
+    if executor == "dask":
+        return f"on a local Dask cluster of {jobs} worker(s)"
+    return "in this process" if jobs == 1 else f"on {jobs} worker processes"
+
+
+def _failures(outcome: ExperimentResult, experiment: Experiment, out: Path) -> int:
+    """Name every failed run on stderr; the exit status (1 when any failed)."""
+    failed = outcome.failures
+    if not failed:
+        return 0
+    print(f"vmapsim: {len(failed)} of {len(outcome.results)} runs failed (recorded in "
+          f"{out / 'runs'}; --resume retries them):", file=sys.stderr)
+    for result in failed:
+        spec = result["spec"]
+        point = " ".join(f"{k}={spec['point'].get(k)}" for k in experiment.swept_keys)
+        print(f"  {result['run_id']} {spec['config']['variant']['name']} {point} "
+              f"replication {spec['replication']}: {result['error']}", file=sys.stderr)
+    return 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    out = Path(args.directory)
+    manifest, report, missing = report_directory(out, plots=not args.no_plots)
+    print(format_table(report.rows, manifest.swept_keys))
+    _note(f"\nreport: {report.path} ({len(report.plots)} plots)"
+          + (f"; {missing} run(s) have no result file" if missing else ""))
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -86,14 +155,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "check": cmd_check, "list": cmd_list}[args.command]
+    handler = {"run": cmd_run, "check": cmd_check, "list": cmd_list,
+               "report": cmd_report}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
         print(f"vmapsim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("vmapsim: interrupted; finished runs are kept", file=sys.stderr)
+        print("vmapsim: interrupted; finished runs are kept (rerun with --resume to "
+              "continue)", file=sys.stderr)
         return 130
 
 

@@ -246,10 +246,13 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def set_dotted(data: dict, key: str, value: Any, origins: Origins) -> None:
-    """Set ``data[a][b][c] = value`` for key ``"a.b.c"``, creating nothing but the last key."""
+    """Set ``data[a][b][c] = value`` for key ``"a.b.c"``, creating missing mappings (the
+    schema then rejects keys that do not exist)."""
     parts = tuple(key.split("."))
     node = data
     for depth, part in enumerate(parts[:-1]):
+        if isinstance(node, dict) and part not in node:
+            node[part] = {}
         child = node.get(part) if isinstance(node, dict) else None
         if not isinstance(child, dict):
             choices = list(node) if isinstance(node, dict) else []

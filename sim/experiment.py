@@ -2,16 +2,16 @@
 
 An experiment names a machine, a workload and variants, and sweeps any dotted key of the run
 configuration (``cpus``, ``lazy_max_pages``, ``workload.background.count``,
-``machine.costs.ipi_handler_ns``, ...). Every point of the Cartesian product of the sweep runs
-every variant for ``replications`` replications. Replication ``r`` of a point uses the same
-random streams for every variant (common random numbers), so variant comparisons are paired.
+``machine.costs.ipi_handler_ns``, ...), alone or in zipped groups (:mod:`sim.sweep`). Every
+point of the sweep runs every variant for ``replications`` replications. Replication ``r`` of a
+point uses the same random streams for every variant (common random numbers), so variant
+comparisons are paired; the streams come from ``SeedSequence((seed, hash(point), r))``.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +34,10 @@ from .config import (
 from .mm.variants import resolve_variant
 from .run import RunSpec
 from .schema import ExperimentFile, RunConfig, Variant
+from .sweep import Sweep, parse_sweep, set_factor, unsweep
 from .validation import config_error
 
-RUN_KEYS = ("cpus", "lazy_max_pages", "duration", "warmup")
+RUN_KEYS = ("cpus", "lazy_max_pages", "duration", "warmup", "ops")
 """Top-level experiment keys that are part of each run's configuration."""
 SWEEP_ROOTS = RUN_KEYS + ("machine", "workload")
 
@@ -50,20 +51,23 @@ class Experiment:
     file: str
     base: dict[str, Any]
     variants: list[dict[str, Any]]
-    sweep: dict[str, list]
+    sweep: Sweep
     replications: int
     seed: int
     origins: Origins
+    baseline: str | None = None
 
     @property
     def swept_keys(self) -> list[str]:
-        return list(self.sweep)
+        return self.sweep.keys
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v["name"] for v in self.variants]
 
     def points(self) -> list[dict[str, Any]]:
-        """The sweep's Cartesian product, in file order."""
-        keys = list(self.sweep)
-        return [dict(zip(keys, values))
-                for values in itertools.product(*(self.sweep[k] for k in keys))]
+        """The sweep's points (Cartesian product of its factors), in file order."""
+        return self.sweep.points()
 
     def specs(self) -> list[RunSpec]:
         """Every run: points x variants x replications, each validated."""
@@ -126,8 +130,9 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     except ValidationError as exc:
         raise config_error(exc, doc.data, ExperimentFile, origins) from None
     base = _resolve_base(top, doc, origins)
-    sweep = dict(top.sweep)
-    _apply_overrides(base, late, origins, sweep)
+    raw_sweep = copy.deepcopy(top.sweep)
+    _apply_overrides(base, late, origins, raw_sweep)
+    sweep = parse_sweep(raw_sweep, origins)
     _check_sweep_keys(sweep, origins)
     variants = [_variant(entry, origins, ("variants", i)) for i, entry in enumerate(top.variants)]
     names = [v["name"] for v in variants]
@@ -135,29 +140,43 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     if repeated:
         raise origins.error(f"variant names must be unique; repeated: {repeated}",
                             ("variants",))
+    if top.baseline is not None and top.baseline not in names:
+        raise origins.error(f"unknown variant '{top.baseline}'{did_you_mean(top.baseline, names)}"
+                            f" (variants: {', '.join(names)})", ("baseline",))
     experiment = Experiment(top.name, top.description, doc.file, base, variants, sweep,
-                            top.replications, top.seed, origins)
+                            top.replications, top.seed, origins, top.baseline)
     for point in experiment.points():
         experiment.resolve_point(point, variants[0])
     return experiment
 
 
 def _apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]], origins: Origins,
-                     sweep: dict[str, list] | None = None) -> None:
-    """Set each dotted key; ``sweep.<key>`` sets a sweep, a pinned key replaces its sweep."""
+                     sweep: dict[str, Any] | None = None) -> None:
+    """Set each dotted key; ``sweep.<key>`` sets a sweep (``sweep.zip`` the zipped groups), a
+    pinned key leaves the sweep (zipped groups included)."""
     if sweep is None and any(k.startswith("sweep.") for k, _ in overrides):
         data.setdefault("sweep", {})
         sweep = data["sweep"] if isinstance(data["sweep"], dict) else None
     elif sweep is None and isinstance(data.get("sweep"), dict):
         sweep = data["sweep"]
     for key, value in overrides:
-        origins.entries[tuple(key.split("."))] = ("--set " + key, None)
+        _mark_override(origins, key)
         if key.startswith("sweep.") and sweep is not None:
-            sweep[key.removeprefix("sweep.")] = value  # swept keys keep their dots
+            set_factor(sweep, key.removeprefix("sweep."), value)  # swept keys keep their dots
             continue
         set_dotted(data, key, value, origins)
         if sweep is not None:
-            sweep.pop(key, None)
+            unsweep(sweep, key)
+
+
+def _mark_override(origins: Origins, key: str) -> None:
+    """Errors in a value set by ``--set key`` point at the override, not at the file lines
+    of the value it replaced."""
+    path = ("sweep", key.removeprefix("sweep.")) if key.startswith("sweep.") \
+        else tuple(key.split("."))
+    for known in [p for p in origins.entries if p[:len(path)] == path]:
+        del origins.entries[known]
+    origins.entries[path] = ("--set " + key, None)
 
 
 def _resolve_base(top: ExperimentFile, doc: Document, origins: Origins) -> dict[str, Any]:
@@ -176,13 +195,13 @@ def _resolve_base(top: ExperimentFile, doc: Document, origins: Origins) -> dict[
     return base
 
 
-def _check_sweep_keys(sweep: dict[str, list], origins: Origins) -> None:
-    for key in sweep:
+def _check_sweep_keys(sweep: Sweep, origins: Origins) -> None:
+    for key in sweep.keys:
         root = key.split(".")[0]
         if root not in SWEEP_ROOTS or (root in ("machine", "workload") and "." not in key):
             raise origins.error(f"cannot sweep '{key}'{did_you_mean(root, list(SWEEP_ROOTS))}; "
                                 f"sweepable: {', '.join(RUN_KEYS)}, machine.<key>, "
-                                "workload.<key>", ("sweep", key))
+                                "workload.<key>", sweep.key_path(key))
 
 
 def _variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]:

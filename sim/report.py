@@ -1,10 +1,31 @@
-"""Readable tables of an experiment's summary rows, for the terminal and for the README."""
+"""Readable tables of an experiment's summary rows, and the report of an output directory.
+
+:func:`format_table` is the terminal table. :func:`write_report` turns the results of a
+directory into every derived file: ``summary.csv``, ``paired.csv`` (with a baseline),
+``lock_stat.txt``, the plots (:mod:`sim.plots`) and ``report.md``, which embeds the plots
+beside the tables. ``vmapsim run`` calls it at the end, ``vmapsim report DIR`` on demand.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from . import plots as plotting
+from .paired import paired_rows
+from .store import (
+    Manifest,
+    read_manifest,
+    read_run,
+    summary_rows,
+    write_atomic,
+    write_lock_stat,
+    write_paired,
+    write_summary,
+)
 from .units import format_ns
 
 TABLE_METRICS = [
@@ -52,3 +73,169 @@ def format_table(rows: list[dict[str, Any]], swept: list[str],
                      enumerate(zip(line, widths))) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+# --- the report of an output directory ---------------------------------------------------------
+
+REPORT = "report.md"
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` computed and wrote."""
+
+    rows: list[dict[str, Any]]
+    paired: list[dict[str, Any]]
+    plots: list[Path] = field(default_factory=list)
+    path: Path | None = None
+
+
+def write_tables(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]]) -> Report:
+    """Write ``summary.csv``, ``paired.csv`` (with a baseline) and ``lock_stat.txt``."""
+    swept = manifest.swept_keys
+    rows = summary_rows(results, swept)
+    paired = paired_rows(results, swept, manifest.variants, manifest.baseline) \
+        if manifest.baseline else []
+    write_summary(out_dir, rows, swept)
+    if manifest.baseline:
+        write_paired(out_dir, paired, swept)
+    write_lock_stat(out_dir, results, swept)
+    return Report(rows, paired)
+
+
+def write_report(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]],
+                 plots: bool = True) -> Report:
+    """Write the tables, the plots (when ``plots``) and ``report.md`` of ``results``."""
+    report = write_tables(out_dir, manifest, results)
+    headline = [name for name, _, _ in TABLE_METRICS]
+    if plots:
+        report.plots = plotting.write_plots(out_dir, report.rows, manifest.swept_keys,
+                                            manifest.variants, report.paired, headline)
+    report.path = out_dir / REPORT
+    lock_stat = (out_dir / "lock_stat.txt").read_text()
+    write_atomic(report.path, markdown(manifest, results, report, lock_stat, out_dir, plots))
+    return report
+
+
+def report_directory(out_dir: Path, plots: bool = True) -> tuple[Manifest, Report, int]:
+    """``vmapsim report DIR``: rebuild the report from the run files; also the number of runs
+    the manifest lists that have no usable result file."""
+    from .config import ConfigError
+
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise ConfigError("not a vmapsim output directory (no readable experiment.json)",
+                          str(out_dir))
+    if plots:
+        plotting.require(str(out_dir))
+    found = [read_run(out_dir, run_id) for run_id in manifest.run_ids]
+    results = [r for r in found if r is not None]
+    return manifest, write_report(out_dir, manifest, results, plots), len(found) - len(results)
+
+
+def markdown(manifest: Manifest, results: list[dict[str, Any]], report: Report,
+             lock_stat: str, out_dir: Path, plots: bool) -> str:
+    """``report.md``: summary, headline and paired tables, failures, plots, lock_stat."""
+    ok = sum(r.get("status") == "ok" for r in results)
+    failed = [r for r in results if r.get("status") != "ok"]
+    out = [f"# {manifest.name}", ""]
+    if manifest.description:
+        out += [manifest.description, ""]
+    out += [f"* runs: {ok} ok, {len(failed)} failed, {len(manifest.run_ids) - len(results)} "
+            f"missing, of {len(manifest.run_ids)} ({manifest.replications} replications per "
+            f"point and variant; root seed {manifest.seed})",
+            f"* variants: {', '.join(manifest.variants)}"
+            + (f" (baseline: {manifest.baseline})" if manifest.baseline else ""),
+            f"* swept: {', '.join(manifest.swept_keys) or 'nothing'}",
+            "* tables: [summary.csv](summary.csv) (every metric)"
+            + (", [paired.csv](paired.csv)" if manifest.baseline else "")
+            + ", [lock_stat.txt](lock_stat.txt); one JSON file per run under `runs/`", ""]
+    out += ["## Headline metrics", "",
+            "Means over replications; `±` is the half-width of the 95% Student-t interval.", ""]
+    out += _markdown_table(report.rows, manifest.swept_keys, ["variant"], signed=False)
+    if manifest.baseline:
+        out += ["", f"## Paired differences: variant - {manifest.baseline}", "",
+                "Each replication of a variant minus the same replication of the baseline "
+                "(same random streams), then the mean and 95% t-interval of those "
+                "differences. An interval that excludes 0 is marked `*`.", ""]
+        out += _markdown_table(report.paired, manifest.swept_keys, ["variant"], signed=True)
+    if failed:
+        out += ["", "## Failed runs", ""]
+        out += [f"* `{r['run_id']}` {_describe(r, manifest.swept_keys)}: "
+                f"{r.get('error', 'unknown error')}" for r in failed]
+    out += ["", "## Plots", ""] + _plot_section(report.plots, out_dir, plots, manifest)
+    out += ["", "## lock_stat", "", "Summed over replications, in the column order of "
+            "`/proc/lock_stat` (times in us).", "", "<details><summary>lock_stat.txt"
+            "</summary>", "", "```", lock_stat.rstrip("\n"), "```", "", "</details>", ""]
+    return "\n".join(out)
+
+
+def _markdown_table(rows: list[dict[str, Any]], swept: list[str], lead: list[str],
+                    signed: bool) -> list[str]:
+    by_group: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        key = (*(row[k] for k in lead), *(json.dumps(row.get(k)) for k in swept))
+        by_group.setdefault(key, {})[row["metric"]] = row
+    if not by_group:
+        return ["(no finished runs)"]
+    header = [*lead, *(k.split(".")[-1] for k in swept), *(label for _, label, _ in
+                                                            TABLE_METRICS)]
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, metrics in by_group.items():
+        cells = [*map(str, key[:len(lead)]), *(str(json.loads(v)) for v in key[len(lead):])]
+        for name, _, unit in TABLE_METRICS:
+            row = metrics.get(name)
+            cells.append(_md_cell(row, unit, signed) if row else "-")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _md_cell(row: dict[str, Any], unit: str, signed: bool) -> str:
+    mean, low, high = row["mean"], row["ci_low"], row["ci_high"]
+    if not _finite(mean):
+        return "-"
+    text = _value(mean, unit, signed)
+    if _finite(low) and _finite(high):
+        text += f" ± {_value((high - low) / 2, unit, False)}"
+        if signed and (low > 0 or high < 0):
+            text += " *"
+    return text
+
+
+def _value(value: float, unit: str, signed: bool) -> str:
+    sign = "+" if signed and value > 0 else ""
+    if unit == "ns":
+        return sign + format_ns(value)
+    magnitude = abs(value)
+    if magnitude >= 1e6:
+        return f"{sign}{value / 1e6:.3g}M"
+    if magnitude >= 1e3:
+        return f"{sign}{value / 1e3:.3g}k"
+    return f"{sign}{value:.3g}"
+
+
+def _plot_section(pngs: list[Path], out_dir: Path, plots: bool, manifest: Manifest
+                  ) -> list[str]:
+    if not plots:
+        return ["Plots were not drawn (they need matplotlib: `pip install 'vmapsim[plots]'`, "
+                "then `vmapsim report DIR`)."]
+    if not manifest.swept_keys:
+        return ["Nothing is swept, so there is nothing to plot against."]
+    out = [f"Each metric against `{manifest.swept_keys[0]}`, one line per variant, with 95% "
+           "interval bars; metrics that are zero everywhere are left out."]
+    for png in pngs:
+        rel = png.relative_to(out_dir).as_posix()
+        out += ["", f"![{png.stem}]({rel})"]
+    return out
+
+
+def _describe(result: dict[str, Any], swept: list[str]) -> str:
+    spec = result.get("spec", {})
+    point = spec.get("point", {})
+    where = ", ".join(f"{k}={point.get(k)}" for k in swept)
+    return (f"{spec.get('config', {}).get('variant', {}).get('name', '?')}"
+            + (f" {where}" if where else "") + f" replication {spec.get('replication', '?')}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -19,11 +19,13 @@ from .cpu import Cpu, IrqState
 from .machine import Machine
 from .metrics import Metrics
 from .mm.vmalloc import VmallocModel
+from .safety import SafetyChecker
 from .schema import RunConfig
+from .stop import OpsLimitedMetrics
 from .tlb import TlbFlusher
-from .workload import place_background, vmalloc_loop
+from .workload import Control, irq_noise, place_background, vmalloc_loop
 
-PURPOSES = {"background": 1, "workload": 2}
+PURPOSES = {"background": 1, "workload": 2, "irq": 3}
 """Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
 
 
@@ -67,21 +69,30 @@ class Simulation:
         self.config = config
         self.env = simpy.Environment()
         self.machine = Machine(config.machine, config.cpus)
-        self.metrics = Metrics()
+        self.metrics = Metrics() if config.ops is None else \
+            OpsLimitedMetrics(self.env, config.ops, config.warmup)
+        self.safety = SafetyChecker()
         self.irq = IrqState(config.cpus)
         self.cpus = [Cpu(self.env, i, self.machine.socket_of(i), self.irq)
                      for i in range(config.cpus)]
-        self.flusher = TlbFlusher(self.machine, self.irq, self.metrics)
+        self.flusher = TlbFlusher(self.machine, self.irq, self.metrics, self.safety)
         self.vm = VmallocModel(self.env, self.machine, config.variant, config.lazy_max_pages,
-                               self.flusher, self.metrics, config.workload.vmap_block_dirty)
+                               self.flusher, self.metrics, config.workload.vmap_block_dirty,
+                               self.safety)
         self.entropy = entropy
+        self.control = Control()
+        self.workers: list[simpy.Process] = []
 
     def start_workload(self) -> None:
-        place_background(self.vm, self.config.workload.background,
-                         stream(self.entropy, "background"))
+        workload = self.config.workload
+        place_background(self.vm, workload.background, stream(self.entropy, "background"))
         for cpu in self.cpus:
             rng = stream(self.entropy, "workload", cpu.id)
-            self.env.process(vmalloc_loop(self.env, cpu, self.vm, self.config.workload, rng))
+            self.workers.append(self.env.process(
+                vmalloc_loop(self.env, cpu, self.vm, workload, rng, self.control)))
+        if workload.irq_noise.rate > 0:
+            self.env.process(irq_noise(self.env, self.irq, self.config.cpus,
+                                       workload.irq_noise, stream(self.entropy, "irq")))
 
     def end_warmup(self) -> None:
         self.metrics.reset(self.env.now)
@@ -93,18 +104,36 @@ class Simulation:
         self.end_warmup()
 
     def run(self) -> dict[str, float]:
+        """Simulate warm-up and window, collect the window's metrics, then drain the run for
+        the safety checker."""
         self.start_workload()
         if self.config.warmup > 0:
             self.env.process(self._warmup(self.config.warmup))
-        self.env.run(until=self.config.warmup + self.config.duration)
-        return self.collect()
+        end = self.config.warmup + self.config.duration
+        if self.config.ops is None:
+            self.env.run(until=end)
+        else:  # the window's ops-th operation, or the duration cap
+            self.env.run(until=self.env.any_of([self.metrics.done, self.env.timeout(end)]))
+        metrics = self.collect()
+        self.drain()
+        metrics.update(self.safety.metrics())
+        return metrics
+
+    def drain(self) -> None:
+        """Stop the workload, let every operation in flight finish, then one
+        ``vm_unmap_aliases()``: any lazily freed area left is one the variant lost."""
+        self.control.stop = True
+        self.env.run(until=simpy.AllOf(self.env, self.workers))
+        final = self.env.process(self.vm.vm_unmap_aliases(self.cpus[0]))
+        self.env.run(until=final)
+        self.safety.drained(self.env.now)
 
     def collect(self) -> dict[str, float]:
         """The run's metrics over the measurement window."""
         m = self.metrics
         window_s = (self.env.now - m.window_start) / 1e9
         val = self.vm.vmap_area_lock.stat
-        pl = self.vm.purge_lock.stat
+        pl = self.vm.purge_lock.lock.stat if self.vm.purge_lock.lock else None
         return {
             "ops_per_sec": m.ops / window_s,
             "vmalloc_p50_ns": m.vmalloc.percentile(50),
@@ -125,8 +154,9 @@ class Simulation:
             else 0.0,
             "vmap_area_lock_hold_max_ns": val.hold_max,
             "vmap_area_lock_contentions": val.contentions,
-            "purge_lock_contentions": pl.contentions,
-            "purge_lock_wait_ns": pl.wait_total / pl.acquisitions if pl.acquisitions else 0.0,
+            "purge_lock_contentions": pl.contentions if pl else 0,
+            "purge_lock_wait_ns": pl.wait_total / pl.acquisitions if pl and pl.acquisitions
+            else 0.0,
             "purge_trylock_failures": m.purge_trylock_failures,
             "alloc_walk_mean": m.alloc_walk_steps / m.vmalloc.n if m.vmalloc.n else 0.0,
             "lazy_pages_peak": m.lazy_pages_peak,
@@ -144,4 +174,4 @@ def run(spec: RunSpec) -> dict[str, Any]:
     sim = Simulation(config, spec.entropy)
     metrics = sim.run()
     return {"run_id": spec.run_id, "spec": spec.to_dict(), "metrics": metrics,
-            "lock_stat": sim.lock_stats(), "status": "ok"}
+            "lock_stat": sim.lock_stats(), "safety": sim.safety.examples, "status": "ok"}

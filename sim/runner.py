@@ -1,33 +1,45 @@
-"""Running an experiment: execute its run specs, store results, summarise.
+"""Running an experiment: execute its run specs, store each result as it arrives, report.
 
-Runs execute serially or in local worker processes (``concurrent.futures``); results are
-identical either way because each run is a pure function of its spec. A run that raises is
-recorded as failed (with its error and spec) and the others go on.
+Runs execute on any :mod:`sim.executors` executor (serially, in local worker processes, on a
+Dask cluster); results are identical on each because a run is a pure function of its spec.
+Results stream back in completion order and each is written at once, atomically, to
+``DIR/runs/<run_id>.json``, so an interrupted sweep keeps every finished run and ``resume``
+computes only the others. A run that raises is recorded as failed (with its error and spec)
+and the others go on.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import traceback
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .executors import default_jobs, open_executor
 from .experiment import Experiment
+from .paired import paired_rows
+from .plots import available as plots_available
+from .progress import Progress
+from .report import write_report, write_tables
+from .resume import finished_runs, prepare_output
 from .run import RunSpec, run
-from .store import summary_rows, write_lock_stat, write_run, write_summary
+from .store import Manifest, summary_rows, write_manifest, write_run
+
+__all__ = ["ExperimentResult", "default_jobs", "run_experiment", "run_safely"]
 
 
 @dataclass
 class ExperimentResult:
-    """Every run's result (in spec order) and the summary rows."""
+    """Every run's result (in spec order), the summary rows and the paired differences."""
 
     experiment: Experiment
     results: list[dict[str, Any]]
     rows: list[dict[str, Any]]
+    paired: list[dict[str, Any]] = field(default_factory=list)
+    reused: int = 0
+    """Runs taken from the output directory (``resume``) rather than computed."""
+    plots: list[Path] = field(default_factory=list)
 
     @property
     def failures(self) -> list[dict[str, Any]]:
@@ -39,54 +51,96 @@ def run_safely(spec: RunSpec) -> dict[str, Any]:
     try:
         return run(spec)
     except Exception as exc:  # a failed run must not stop the sweep
-        return {"run_id": spec.run_id, "spec": spec.to_dict(), "status": "failed",
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc()}
+        return failed_result(spec, exc)
 
 
-def default_jobs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+def failed_result(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
+    """The record of a run that raised ``exc`` (or whose worker died)."""
+    return {"run_id": spec.run_id, "spec": spec.to_dict(), "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc))}
 
 
-def execute(specs: list[RunSpec], jobs: int,
-            on_result: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
-    """Run ``specs`` on ``jobs`` processes (1: in this process); results in spec order."""
-    by_id: dict[str, dict[str, Any]] = {}
-    if jobs <= 1 or len(specs) <= 1:
-        for spec in specs:
-            by_id[spec.run_id] = run_safely(spec)
-            on_result(by_id[spec.run_id])
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(run_safely, spec) for spec in specs]
-            for future in as_completed(futures):
-                result = future.result()
-                by_id[result["run_id"]] = result
-                on_result(result)
-    return [by_id[spec.run_id] for spec in specs]
+def manifest_of(experiment: Experiment, specs: list[RunSpec]) -> Manifest:
+    return Manifest(experiment.name, experiment.description, experiment.seed,
+                    experiment.replications, experiment.swept_keys, experiment.variant_names,
+                    experiment.baseline, [spec.run_id for spec in specs])
 
 
 def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jobs: int = 1,
-                   progress: bool = False) -> ExperimentResult:
-    """Run every spec of ``experiment``; with ``out_dir``, write run files and summaries."""
+                   progress: bool = False, *, executor: str = "local",
+                   scheduler: str | None = None, resume: bool = False, force: bool = False,
+                   report: bool = True, log: Callable[[str], None] | None = None
+                   ) -> ExperimentResult:
+    """Run every spec of ``experiment`` on ``jobs`` workers of ``executor`` (``local`` or
+    ``dask``; ``scheduler`` joins a running Dask cluster).
+
+    With ``out_dir``: refuse a directory holding another experiment's runs unless ``resume``
+    (keep the finished runs that match and compute the rest) or ``force`` (start over); write
+    each run as it finishes, then the tables and, with ``report``, the plots (when matplotlib
+    is installed) and ``report.md``. ``log`` receives one-line notes (resumed runs, damaged
+    files).
+    """
     specs = experiment.specs()
     out = Path(out_dir) if out_dir is not None else None
-    done = 0
-
-    def on_result(result: dict[str, Any]) -> None:
-        nonlocal done
-        done += 1
-        if out is not None:
-            write_run(out, result)
-        if progress:
-            print(f"\r  run {done}/{len(specs)}", end="", file=sys.stderr, flush=True)
-
-    results = execute(specs, jobs, on_result)
-    if progress:
-        print(file=sys.stderr)
-    swept = experiment.swept_keys
-    rows = summary_rows(results, swept)
+    done: dict[str, dict[str, Any]] = {}
     if out is not None:
-        write_summary(out, rows, swept)
-        write_lock_stat(out, results, swept)
-    return ExperimentResult(experiment, results, rows)
+        prepare_output(out, specs, resume, force)
+        if resume:
+            done = _resumable(out, specs, log)
+        write_manifest(out, manifest_of(experiment, specs))
+    todo = [spec for spec in specs if spec.run_id not in done]
+    bar = Progress(len(specs), len(done), progress)
+    stream = _execute(todo, executor, jobs, scheduler)
+    try:
+        for result in stream:
+            done[result["run_id"]] = result
+            if out is not None:
+                write_run(out, result)
+            bar.update(failed=result.get("status") != "ok")
+    finally:
+        stream.close()  # on Ctrl-C: stop the workers now, not when the traceback is freed
+        bar.close()
+    results = [done[spec.run_id] for spec in specs]
+    return _summarise(experiment, specs, results, out, report, len(specs) - len(todo))
+
+
+def _resumable(out: Path, specs: list[RunSpec], log: Callable[[str], None] | None
+               ) -> dict[str, dict[str, Any]]:
+    found = finished_runs(out, specs)
+    if log is not None:
+        log(f"resume: {len(found.results)} of {len(specs)} runs already finished"
+            + (f"; {len(found.failed)} failed run(s) retried" if found.failed else "")
+            + (f"; {len(found.damaged)} damaged result file(s) recomputed"
+               if found.damaged else ""))
+    return found.results
+
+
+def _execute(specs: list[RunSpec], kind: str, jobs: int, scheduler: str | None
+             ) -> Generator[dict[str, Any], None, None]:
+    """Results of ``specs`` in completion order; a worker that dies fails only its runs."""
+    if not specs:
+        return
+    if kind == "local" and scheduler is None:
+        jobs = min(jobs, len(specs))
+    with open_executor(kind, jobs, scheduler) as pool:
+        for spec, future in pool.map_unordered(run_safely, specs):
+            try:
+                yield future.result()
+            except Exception as exc:  # the executor lost the run (a worker died)
+                yield failed_result(spec, exc)
+
+
+def _summarise(experiment: Experiment, specs: list[RunSpec], results: list[dict[str, Any]],
+               out: Path | None, report: bool, reused: int) -> ExperimentResult:
+    swept = experiment.swept_keys
+    if out is None:
+        rows = summary_rows(results, swept)
+        paired = paired_rows(results, swept, experiment.variant_names, experiment.baseline) \
+            if experiment.baseline else []
+        return ExperimentResult(experiment, results, rows, paired, reused)
+    manifest = manifest_of(experiment, specs)
+    written = write_report(out, manifest, results, plots=plots_available()) if report \
+        else write_tables(out, manifest, results)
+    return ExperimentResult(experiment, results, written.rows, written.paired, reused,
+                            written.plots)

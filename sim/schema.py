@@ -53,6 +53,7 @@ class Costs(Strict):
     ipi_send_cross_socket_ns: Cost
     ipi_handler_ns: Cost
     vb_queue_check_ns: Cost
+    mutex_wake_ns: Cost
     cpa_ns: Cost
     clflush_page_ns: Cost
 
@@ -117,6 +118,13 @@ class Background(Strict):
     size: SizeDist = Field(default_factory=lambda: FixedDist(dist="fixed", value=4))
 
 
+class IrqNoise(Strict):
+    """Device interrupts: Poisson arrivals per CPU, exponential handler durations."""
+
+    rate: float = Field(default=0.0, ge=0, description="interrupts/s per CPU")
+    mean: PositiveTimeNs = 2000.0
+
+
 class Workload(Strict):
     """What each CPU issues. ``vmalloc_loop``: each CPU keeps up to ``live_per_cpu`` areas,
     freeing the oldest before the next vmalloc, and calls set_memory_*() at a Poisson rate."""
@@ -134,18 +142,24 @@ class Workload(Strict):
         description="per-CPU vmap blocks hold dirty ranges, so vm_unmap_aliases() flushes "
                     "even when nothing is lazy")
     background: Background = Field(default_factory=Background)
+    irq_noise: IrqNoise = Field(default_factory=IrqNoise)
 
 
 # --- kernel variants ------------------------------------------------------------------------
 
 class Variant(Strict):
-    """A kernel version or proposal as a set of mechanism choices."""
+    """A kernel version or proposal as a set of mechanism choices (see sim/mm/presets.yaml)."""
 
     name: str
     base: str | None = None
     kernel: str = ""
     description: str = ""
     lazy_list: Literal["full_walk", "llist"]
+    noflush_order: Literal["publish_then_read", "read_then_publish"]
+    purge_lock: Literal["spin", "mutex", "none", "refcount"]
+    free_lock_break: int = Field(ge=0, description="areas between cond_resched_lock(); 0: none")
+    allocator: Literal["first_fit_cache", "augmented_tree"]
+    lazy_in_busy_tree: bool
     spinlock: Literal["qspinlock", "ticket"] = "qspinlock"
 
 
@@ -161,6 +175,10 @@ class RunConfig(Strict):
     lazy_max_pages: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
     duration: PositiveTimeNs
     warmup: TimeNs = 0.0
+    ops: int | None = Field(
+        default=None, ge=1,
+        description="end the measured window at this many completed operations; duration "
+                    "then caps the window")
 
     @model_validator(mode="after")
     def _fits(self) -> RunConfig:
@@ -192,5 +210,9 @@ class ExperimentFile(Strict):
     duration: PositiveTimeNs
     warmup: TimeNs = 0.0
     replications: int = Field(default=3, ge=1, le=10_000)
+    ops: int | None = Field(default=None, ge=1)
     seed: int = Field(default=0, ge=0)
-    sweep: dict[str, Annotated[list, Field(min_length=1)]] = Field(default_factory=dict)
+    baseline: str | None = Field(
+        default=None, description="a variant name: report paired differences against it")
+    sweep: dict[str, Any] = Field(
+        default_factory=dict, description="factors and zipped groups; checked by sim/sweep.py")

@@ -1,10 +1,13 @@
-"""The output directory: one JSON file per run (written atomically) and the summary table.
+"""The output directory: one JSON file per run (written atomically) and the tables.
 
 Layout of ``DIR``::
 
+    DIR/experiment.json      manifest: name, swept keys, variants, baseline, run ids
     DIR/runs/<run_id>.json   full resolved config, seed, metrics, lock_stat of one run
     DIR/summary.csv          tidy long form: variant, swept keys, metric, mean, ci_low, ci_high, n
+    DIR/paired.csv           with a baseline: variant - baseline, paired by replication
     DIR/lock_stat.txt        lock statistics summed per variant and point
+    DIR/report.md, plots/    the report (:mod:`sim.report`, :mod:`sim.plots`)
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +41,61 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+MANIFEST = "experiment.json"
+RUNS = "runs"
+
+
+@dataclass
+class Manifest:
+    """What an output directory holds: the experiment's identity and its runs, in spec order."""
+
+    name: str
+    description: str
+    seed: int
+    replications: int
+    swept_keys: list[str]
+    variants: list[str]
+    baseline: str | None
+    run_ids: list[str]
+
+
+def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
+    path = out_dir / MANIFEST
+    write_atomic(path, json.dumps(asdict(manifest), indent=1) + "\n")
+    return path
+
+
+def read_manifest(out_dir: Path) -> Manifest | None:
+    """The manifest of ``out_dir``, or None when it has none (or an unreadable one)."""
+    try:
+        data = json.loads((out_dir / MANIFEST).read_text())
+        return Manifest(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def run_path(out_dir: Path, run_id: str) -> Path:
+    return out_dir / RUNS / f"{run_id}.json"
+
+
 def write_run(out_dir: Path, result: dict[str, Any]) -> Path:
-    path = out_dir / "runs" / f"{result['run_id']}.json"
+    path = run_path(out_dir, result["run_id"])
     write_atomic(path, json.dumps(result, indent=1, sort_keys=True, default=_json_default))
     return path
+
+
+def read_run(out_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """The result file of ``run_id``; None when missing, truncated, unparsable or not its own
+    (a file whose ``run_id`` differs from its name)."""
+    try:
+        result = json.loads(run_path(out_dir, run_id).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("run_id") != run_id:
+        return None
+    if result.get("status") == "ok" and not isinstance(result.get("metrics"), dict):
+        return None
+    return result
 
 
 def _json_default(value: Any) -> Any:
@@ -71,8 +126,18 @@ def summary_rows(results: list[dict[str, Any]], swept: list[str]) -> list[dict[s
 
 
 def write_summary(out_dir: Path, rows: list[dict[str, Any]], swept: list[str]) -> Path:
-    path = out_dir / "summary.csv"
     columns = ["variant", *swept, "metric", "mean", "ci_low", "ci_high", "n"]
+    return write_csv(out_dir / "summary.csv", rows, columns)
+
+
+def write_paired(out_dir: Path, rows: list[dict[str, Any]], swept: list[str]) -> Path:
+    """Paired differences (:func:`sim.paired.paired_rows`): variant - baseline per point."""
+    columns = ["variant", "baseline", *swept, "metric", "mean", "ci_low", "ci_high", "n"]
+    return write_csv(out_dir / "paired.csv", rows, columns)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Path:
+    """A CSV table, atomically; floats in full precision, NaN as an empty cell."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

@@ -22,15 +22,18 @@ import simpy
 from .cpu import Cpu, IrqState
 from .machine import Machine
 from .metrics import Metrics
+from .safety import SafetyChecker
 
 
 class TlbFlusher:
     """Issues kernel TLB flushes from one CPU to all online CPUs."""
 
-    def __init__(self, machine: Machine, irq: IrqState, metrics: Metrics) -> None:
+    def __init__(self, machine: Machine, irq: IrqState, metrics: Metrics,
+                 safety: SafetyChecker) -> None:
         self.machine = machine
         self.irq = irq
         self.metrics = metrics
+        self.safety = safety
         self.ceiling = machine.profile.tlb_single_page_flush_ceiling
         self._fanout: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -64,23 +67,28 @@ class TlbFlusher:
             yield from self.flush_tlb_all(cpu)
             return
         self.metrics.tlb_flush_range += 1
-        yield from self.on_each_cpu(cpu, max(0, end - start) * c.invlpg_ns, 0.0)
+        yield from self.on_each_cpu(cpu, max(0, end - start) * c.invlpg_ns, 0.0, (start, end))
 
     def flush_tlb_all(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
         """``flush_tlb_all()``: a full flush, global entries included, on every online CPU."""
         c = self.machine.costs
         self.metrics.tlb_flush_full += 1
-        yield from self.on_each_cpu(cpu, c.flush_full_ns, c.tlb_refill_ns)
+        yield from self.on_each_cpu(cpu, c.flush_full_ns, c.tlb_refill_ns, None)
 
-    def on_each_cpu(self, cpu: Cpu, flush_ns: float, refill_ns: float
-                    ) -> Generator[simpy.Event, None, None]:
-        """``on_each_cpu(func, info, wait=1)`` where func costs ``flush_ns`` on each CPU."""
+    def on_each_cpu(self, cpu: Cpu, flush_ns: float, refill_ns: float,
+                    pages: tuple[int, int] | None) -> Generator[simpy.Event, None, None]:
+        """``on_each_cpu(func, info, wait=1)`` where func flushes ``pages`` (None: all) at a
+        cost of ``flush_ns`` on each CPU; tells the safety checker when it has completed."""
         yield from cpu.settle()
+        initiated = cpu.env.now
         targets, offsets = self.fanout(cpu.id)
         if len(targets):
-            now = cpu.env.now
             handler = self.machine.costs.ipi_handler_ns + flush_ns
-            acks = self.irq.deliver(targets, now + offsets, handler, refill_ns)
+            acks = self.irq.deliver(targets, initiated + offsets, handler, refill_ns)
             self.metrics.ipis += len(targets)
             yield from cpu.wait_until(float(acks.max()))
-        cpu.charge(flush_ns + refill_ns)
+        cpu.charge(flush_ns)
+        yield from cpu.settle()
+        start, end = pages if pages is not None else (0, 0)
+        self.safety.flushed(initiated, start, end, pages is None, cpu.env.now, cpu.id)
+        cpu.charge(refill_ns)

@@ -15,9 +15,12 @@ from pydantic import BaseModel, ValidationError
 
 from .config import ConfigError, Origins, did_you_mean
 
+if typing.TYPE_CHECKING:
+    from .sweep import Sweep
+
 
 def config_error(exc: ValidationError, data: Any, model: type[BaseModel], origins: Origins,
-                  point: dict[str, Any] | None = None, sweep: dict[str, list] | None = None,
+                  point: dict[str, Any] | None = None, sweep: Sweep | None = None,
                   prefix: tuple = ()) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     path = _data_path(data, err["loc"])
@@ -25,12 +28,11 @@ def config_error(exc: ValidationError, data: Any, model: type[BaseModel], origin
     where = prefix + path
     for key, value in (point or {}).items():
         swept = tuple(key.split("."))
-        if where[: len(swept)] == swept and sweep and key in sweep:
+        if where[: len(swept)] == swept and sweep is not None and key in sweep:
             if err["type"] == "extra_forbidden":  # the swept key itself is unknown
-                return origins.error(message, ("sweep", key))
-            # a swept value is at fault: point at its entry in the sweep
-            return origins.error(message, ("sweep", key, sweep[key].index(value))
-                                 + where[len(swept):])
+                return origins.error(message, sweep.key_path(key))
+            # a swept value is at fault: point at its entry in the sweep (or zipped group)
+            return origins.error(message, sweep.value_path(key, value) + where[len(swept):])
     return origins.error(message, where)
 
 

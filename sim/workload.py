@@ -18,9 +18,9 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 
-from .cpu import Cpu
+from .cpu import Cpu, IrqState
 from .mm.vmalloc import VmallocModel
-from .schema import Background, ChoiceDist, FixedDist, UniformDist, Workload
+from .schema import Background, ChoiceDist, FixedDist, IrqNoise, UniformDist, Workload
 
 BATCH = 1024
 
@@ -66,12 +66,31 @@ def place_background(vm: VmallocModel, background: Background, rng: np.random.Ge
     if int(ends[-1]) > vm.vend:
         raise ValueError(f"{background.count} background areas need {int(ends[-1])} pages, "
                          f"more than the vmalloc space ({vm.vend} pages)")
-    vm.busy.bulk_load(ends - sizes, ends)
-    vm.cache.node = int(ends[-1] - sizes[-1])  # the last boot allocation is cached
+    vm.place_background(ends - sizes, ends)
+
+
+class Control:
+    """Shared by the workload processes of a run: ``stop`` ends them after their current
+    operation (the run is then drained)."""
+
+    stop = False
+
+
+def irq_noise(env: simpy.Environment, irq: IrqState, ncpus: int, noise: IrqNoise,
+              rng: np.random.Generator) -> Generator[simpy.Event, None, None]:
+    """Device interrupts: Poisson arrivals at ``noise.rate`` per CPU, each running a handler
+    of exponential duration (mean ``noise.mean``) on a uniformly chosen CPU."""
+    gaps = Stream(lambda n: rng.exponential(1e9 / (noise.rate * ncpus), n))
+    cpus = Stream(lambda n: rng.integers(0, ncpus, n))
+    lengths = Stream(lambda n: rng.exponential(noise.mean, n))
+    while True:
+        yield env.timeout(gaps.next())
+        irq.deliver(np.array([cpus.next()]), np.array([env.now]), lengths.next())
 
 
 def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: Workload,
-                 rng: np.random.Generator) -> Generator[simpy.Event, None, None]:
+                 rng: np.random.Generator, control: Control
+                 ) -> Generator[simpy.Event, None, None]:
     """The SimPy process of one CPU running a ``vmalloc_loop`` workload.
 
     Every operation takes a lock and so settles the CPU's clock: time always advances
@@ -84,7 +103,7 @@ def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: W
     gaps = Stream(lambda n: rng.exponential(1e9 / rate, n)) if rate else None
     next_set_memory = gaps.next() if gaps else float("inf")
     live: deque = deque()
-    while True:
+    while not control.stop:
         if env.now + cpu.pending >= next_set_memory:
             yield from vm.set_memory(cpu, workload.set_memory_pages)
             # a CPU that fell behind does not catch up with a burst of calls
@@ -97,3 +116,4 @@ def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: W
                 live.append(va)
         if thinks is not None:
             cpu.charge(thinks.next())
+    yield from cpu.settle()

@@ -2,13 +2,12 @@
 
 ``full_walk`` (Linux <= 4.6): ``free_vmap_area_noflush`` sets ``VM_LAZY_FREE`` on an area that
 stays in ``vmap_area_list``; ``__purge_vmap_area_lazy`` walks *every* area under RCU to find the
-flagged ones.
+flagged ones, marking each ``VM_LAZY_FREEING`` as it passes. Two walks that overlap in time
+(possible only without ``purge_lock``) can both take an area.
 
 ``llist`` (Linux 4.7, Chris Wilson, "mm/vmalloc: Keep a separate lazy-free list", commit
-80c4bd7a5e43, v2 as merged): lazily freed areas go on a lock-free ``llist``; a purge takes the
-whole list with one ``llist_del_all`` and walks only it. v2 also reorders
-``free_vmap_area_noflush`` so that the size is read (``atomic_add_return``) before the area is
-published with ``llist_add`` (Roman Pen's use-after-free review).
+80c4bd7a5e43): lazily freed areas go on a lock-free ``llist``; a purge takes the whole list with
+one ``llist_del_all`` and walks only it, so every purger gets its own areas.
 """
 
 from __future__ import annotations
@@ -26,14 +25,15 @@ if TYPE_CHECKING:
 
 
 class LazyList:
-    """Template: the two hooks that differ between lazy-list mechanisms."""
+    """Template: the hooks that differ between lazy-list mechanisms."""
 
-    def free_vmap_area_noflush(self, vm: VmallocModel, cpu: Cpu, va: VmapArea
-                               ) -> Generator[simpy.Event, None, None]:
+    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> None:
+        """Make ``va`` visible to purgers (after this point it may be freed at any time)."""
         raise NotImplementedError
 
-    def collect(self, vm: VmallocModel, cpu: Cpu) -> list[VmapArea]:
-        """Take the areas this purge will free, charging the walk that finds them."""
+    def collect(self, vm: VmallocModel, cpu: Cpu
+                ) -> Generator[simpy.Event, None, list[VmapArea]]:
+        """Take the areas this purge will free, spending the walk that finds them."""
         raise NotImplementedError
 
     def pending(self) -> int:
@@ -47,43 +47,39 @@ class FullWalk(LazyList):
     def __init__(self) -> None:
         self._flagged: dict[int, VmapArea] = {}
 
-    def free_vmap_area_noflush(self, vm: VmallocModel, cpu: Cpu, va: VmapArea
-                               ) -> Generator[simpy.Event, None, None]:
+    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> None:
         va.flags |= VM_LAZY_FREE
-        self._flagged[va.va_start] = va
-        vm.atomic_lazy_nr(cpu, va.size)  # atomic_add(nr, &vmap_lazy_nr)
-        if vm.vmap_lazy_nr > vm.lazy_max_pages:  # atomic_read(&vmap_lazy_nr)
-            yield from vm.try_purge_vmap_area_lazy(cpu)
+        if vm.lazy_in_busy_tree:  # only areas in vmap_area_list can be found by the walk
+            self._flagged[va.ident] = va
 
-    def collect(self, vm: VmallocModel, cpu: Cpu) -> list[VmapArea]:
-        # rcu_read_lock(); list_for_each_entry_rcu(va, &vmap_area_list, list) { ... }
+    def collect(self, vm: VmallocModel, cpu: Cpu
+                ) -> Generator[simpy.Event, None, list[VmapArea]]:
+        # rcu_read_lock(); list_for_each_entry_rcu(va, &vmap_area_list, list)
+        found = list(self._flagged.values())
         cpu.charge(vm.busy.count * vm.costs.list_walk_per_node_ns)
-        areas = list(self._flagged.values())
-        self._flagged.clear()
-        for va in areas:
+        yield from cpu.settle()
+        for va in found:  # va->flags |= VM_LAZY_FREEING; va->flags &= ~VM_LAZY_FREE
             va.flags = (va.flags | VM_LAZY_FREEING) & ~VM_LAZY_FREE
-        return areas
+            self._flagged.pop(va.ident, None)
+        return found
 
     def pending(self) -> int:
         return len(self._flagged)
 
 
 class Llist(LazyList):
-    """Linux 4.7: a separate lock-free llist of lazily freed areas (v2 step order)."""
+    """Linux 4.7: a separate lock-free llist of lazily freed areas."""
 
     def __init__(self) -> None:
         self._llist: list[VmapArea] = []
 
-    def free_vmap_area_noflush(self, vm: VmallocModel, cpu: Cpu, va: VmapArea
-                               ) -> Generator[simpy.Event, None, None]:
-        nr_lazy = vm.atomic_lazy_nr(cpu, va.size)  # atomic_add_return(nr, &vmap_lazy_nr)
+    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> None:
         cpu.charge(vm.costs.atomic_ns)  # llist_add(&va->purge_list, &vmap_purge_list)
         self._llist.append(va)
-        # After this point, we may free va at any time.
-        if nr_lazy > vm.lazy_max_pages:
-            yield from vm.try_purge_vmap_area_lazy(cpu)
 
-    def collect(self, vm: VmallocModel, cpu: Cpu) -> list[VmapArea]:
+    def collect(self, vm: VmallocModel, cpu: Cpu
+                ) -> Generator[simpy.Event, None, list[VmapArea]]:
+        yield from cpu.settle()
         areas, self._llist = self._llist, []  # valist = llist_del_all(&vmap_purge_list)
         cpu.charge(vm.costs.atomic_ns + len(areas) * vm.costs.list_walk_per_node_ns)
         return areas

@@ -14,10 +14,17 @@ from ..schema import Variant
 
 @cache
 def presets() -> dict[str, dict[str, Any]]:
-    """The named presets, in file order."""
+    """The named presets, in file order, each with every choice of its base chain."""
     text = resources.files("sim.mm").joinpath("presets.yaml").read_text()
     data = yaml.safe_load(text)
-    return {name: {"name": name, **fields} for name, fields in data.items()}
+    resolved: dict[str, dict[str, Any]] = {}
+    for name, fields in data.items():
+        base = fields.get("base")
+        merged = dict(resolved[base]) if base else {}
+        merged.update(fields)
+        merged["name"] = name
+        resolved[name] = merged
+    return resolved
 
 
 def resolve_variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]:
@@ -38,7 +45,8 @@ def resolve_variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]
                                 f"{did_you_mean(str(base_name), known)} "
                                 f"(known: {', '.join(known)})", path + ("base",))
         merged.update(presets()[base_name])
-        merged.pop("description", None)
+        for key in ("description", "kernel"):
+            merged.pop(key, None)
     merged.update(entry)
     if "name" not in entry:
         raise origins.error("missing required key 'name'", path)

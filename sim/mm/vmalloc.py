@@ -1,20 +1,22 @@
-"""The vmalloc/vfree paths, the lazy purge and ``vm_unmap_aliases`` of Linux 4.5 .. 4.7.
+"""The vmalloc/vfree paths, the lazy purge and ``vm_unmap_aliases`` of mm/vmalloc.c.
 
-Each method models the kernel function of the same name in mm/vmalloc.c (x86_64, 4 KiB pages)
-and reads beside it line by line. Kernel steps that touch no shared state are *charged* to the
-CPU and turned into simulated time when the CPU next touches a lock. Shared state changes at
-the moment the CPU holding the protecting lock is granted it, which is what a reader holding
-the same lock could observe.
+Each method models the kernel function of the same name (x86_64, 4 KiB pages) as of Linux 4.5,
+with the mechanism choices of a :class:`~sim.schema.Variant` standing for the patches that
+changed it (``sim/mm/presets.yaml``). Kernel steps that touch no shared state are *charged* to
+the CPU and turned into simulated time when the CPU next touches shared state. Shared state
+changes at the moment the CPU holding the protecting lock is granted it, which is what a reader
+holding the same lock could observe; lock-free steps (``llist_add``, atomics) happen at the
+CPU's current time.
 
-What the two variants share (before the 2016 latency work of 4.10): ``vmap_area_lock`` is a
-spinlock over the busy rbtree/list and the allocation cache; ``purge_lock`` is a spinlock, taken
-with ``spin_trylock`` by the lazy path and spun on by sync callers; one
-``flush_tlb_kernel_range`` covers [min, max] of the purged areas; the free loop runs under one
-hold of ``vmap_area_lock``. Lazily freed areas keep their address range busy until purged.
+What every variant shares: ``vmap_area_lock`` is a spinlock over the busy rbtree/list and the
+allocator; one ``flush_tlb_kernel_range`` covers [min, max] of the purged areas before they are
+freed; lazily freed areas keep their range out of reach of the allocator until purged (unless a
+composition breaks that, which the safety checker then reports).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Generator
 
@@ -24,11 +26,13 @@ from ..cpu import Cpu
 from ..locks import Handoff, SpinLock
 from ..machine import Machine, lazy_max_pages_formula
 from ..metrics import Metrics
+from ..safety import SafetyChecker
 from ..schema import Variant
 from ..tlb import TlbFlusher
 from .alloc import FreeVmapCache, first_fit, free_vmap_cache_on_free
 from .busy_tree import BusyTree
 from .lazy import LAZY_LISTS
+from .purge_lock import NoPurgeLock, PurgeLock, RefcountPurgeLock, SpinPurgeLock
 from .vmap_area import VM_VM_AREA, VmapArea
 
 Gen = Generator[simpy.Event, None, None]
@@ -45,28 +49,52 @@ def spinlock_handoff(kind: str, machine: Machine) -> Handoff:
     return handoff
 
 
+def make_purge_lock(kind: str, env: simpy.Environment, machine: Machine,
+                    spin_handoff: Handoff) -> PurgeLock:
+    c = machine.costs
+    if kind == "spin":
+        return SpinPurgeLock(env, "purge_lock", spin_handoff, c.lock_acquire_ns)
+    if kind == "mutex":
+        def wake(previous: Cpu, following: Cpu, cores: int) -> float:
+            return c.mutex_wake_ns
+        return SpinPurgeLock(env, "vmap_purge_lock", wake, c.lock_acquire_ns)
+    if kind == "refcount":
+        return RefcountPurgeLock(c.atomic_ns)
+    return NoPurgeLock()
+
+
 class VmallocModel:
     """Kernel state and code paths of the vmalloc layer on one simulated machine."""
 
     def __init__(self, env: simpy.Environment, machine: Machine, variant: Variant,
                  lazy_max_pages: int | str, flusher: TlbFlusher, metrics: Metrics,
-                 vmap_block_dirty: bool) -> None:
+                 vmap_block_dirty: bool, safety: SafetyChecker) -> None:
         self.env = env
         self.machine = machine
         self.costs = machine.costs
+        self.variant = variant
         self.flusher = flusher
         self.metrics = metrics
+        self.safety = safety
         self.vmap_block_dirty = vmap_block_dirty
         handoff = spinlock_handoff(variant.spinlock, machine)
         self.vmap_area_lock = SpinLock(env, "vmap_area_lock", handoff)
-        self.purge_lock = SpinLock(env, "purge_lock", handoff)
+        self.purge_lock = make_purge_lock(variant.purge_lock, env, machine, handoff)
         self.cpa_lock = SpinLock(env, "cpa_lock", handoff)
         self.busy = BusyTree()
+        """vmap_area_root + vmap_area_list."""
+        self.first_fit = variant.allocator == "first_fit_cache"
+        self.space = self.busy if self.first_fit else BusyTree()
+        """What the allocator cannot hand out: the busy tree itself for first fit; for the
+        augmented tree, the complement of the free tree (busy and unmerged lazy areas)."""
         self.cache = FreeVmapCache()
+        self.lazy_in_busy_tree = variant.lazy_in_busy_tree
         self.areas: dict[int, VmapArea] = {}
+        """Live areas by va_start: what find_vmap_area can return."""
         self.lazy = LAZY_LISTS[variant.lazy_list]()
         self.vmap_lazy_nr = 0
         self._lazy_nr_cpu = -1
+        self._ident = itertools.count()
         self.lazy_max_pages = (lazy_max_pages_formula(machine.ncpus)
                                if lazy_max_pages == "auto" else int(lazy_max_pages))
         self.vstart = 0
@@ -74,13 +102,18 @@ class VmallocModel:
 
     @property
     def locks(self) -> list[SpinLock]:
-        return [self.vmap_area_lock, self.purge_lock, self.cpa_lock]
+        return [lock for lock in (self.vmap_area_lock, self.purge_lock.lock, self.cpa_lock)
+                if lock is not None]
+
+    def now(self, cpu: Cpu) -> float:
+        """The CPU's own clock: simulated time plus the work it has charged."""
+        return self.env.now + cpu.pending
 
     # --- helpers --------------------------------------------------------------------------
 
-    def rbtree_ns(self) -> float:
-        """One rbtree descent, insert or erase over the busy tree: depth ~ log2(N)."""
-        return math.log2(self.busy.count + 2) * self.costs.rbtree_level_ns
+    def rbtree_ns(self, tree: BusyTree | None = None) -> float:
+        """One rbtree descent, insert or erase: depth ~ log2(N)."""
+        return math.log2((tree or self.busy).count + 2) * self.costs.rbtree_level_ns
 
     def atomic_lazy_nr(self, cpu: Cpu, delta: int) -> int:
         """An atomic RMW on ``vmap_lazy_nr``: pulls the line from the CPU that last wrote it."""
@@ -91,13 +124,22 @@ class VmallocModel:
         cpu.charge(cost)
         self.vmap_lazy_nr += delta
         self.metrics.observe_lazy(self.vmap_lazy_nr)
+        self.safety.lazy_nr_changed(self.vmap_lazy_nr, self.now(cpu), cpu.id)
         return self.vmap_lazy_nr
+
+    def place_background(self, starts, ends) -> None:
+        """Areas allocated at boot, before the simulated time starts."""
+        self.busy.bulk_load(starts, ends)
+        if self.space is not self.busy:
+            self.space.bulk_load(starts, ends)
+        if self.first_fit:
+            self.cache.node = int(starts[-1])
 
     # --- allocation -----------------------------------------------------------------------
 
     def vmalloc(self, cpu: Cpu, nr_pages: int) -> Generator[simpy.Event, None, VmapArea | None]:
         """``vmalloc(nr_pages * PAGE_SIZE)``: area, pages, mapping."""
-        began = self.env.now + cpu.pending
+        began = self.now(cpu)
         c = self.costs
         # __get_vm_area_node: kzalloc(vm_struct); alloc_vmap_area: kmalloc_node(vmap_area)
         cpu.charge(2 * c.kmalloc_ns + c.vmalloc_fixed_ns)
@@ -107,54 +149,71 @@ class VmallocModel:
             return None
         # __vmalloc_area_node: alloc_page() per page, then map_vm_area()
         cpu.charge(nr_pages * (c.page_alloc_ns + c.map_page_ns))
-        self.metrics.vmalloc.record(self.env.now + cpu.pending - began)
+        self.metrics.vmalloc.record(self.now(cpu) - began)
         self.metrics.ops += 1
         return va
 
     def alloc_vmap_area(self, cpu: Cpu, size: int, align: int
                         ) -> Generator[simpy.Event, None, VmapArea | None]:
-        """``alloc_vmap_area``: first fit under vmap_area_lock; on overflow purge once, retry."""
-        c = self.costs
+        """``alloc_vmap_area``: search under vmap_area_lock; on overflow purge once, retry."""
         purged = False
         while True:
             yield from cpu.spin_lock(self.vmap_area_lock)
-            fit = first_fit(self.busy, self.cache, size, align, self.vstart, self.vend)
-            self.metrics.alloc_walk_steps += fit.walked
-            cost = c.lock_acquire_ns + fit.walked * c.list_walk_per_node_ns
-            if fit.descended:
-                cost += self.rbtree_ns()
+            addr, cost = self._find_space(size, align)
             va = None
-            if fit.addr is not None:
-                va = VmapArea(fit.addr, fit.addr + size, cpu.id)
-                self.busy.insert(va.va_start, va.va_end)  # __insert_vmap_area
-                self.areas[va.va_start] = va
-                self.cache.node = va.va_start
+            if addr is not None:
+                va = VmapArea(addr, addr + size, cpu.id, next(self._ident))
+                self._insert_vmap_area(va)
                 cost += self.rbtree_ns()
-            cpu.charge(cost)
+                self.safety.allocated(va, self.env.now, cpu.id)
+            cpu.charge(self.costs.lock_acquire_ns + cost)
             yield from cpu.spin_unlock(self.vmap_area_lock)
             if va is not None or purged:
                 return va
             yield from self.purge_vmap_area_lazy(cpu)
             purged = True
 
+    def _find_space(self, size: int, align: int) -> tuple[int | None, float]:
+        """Where the allocator puts ``size`` pages, and what the search costs."""
+        if self.first_fit:  # Linux <= 5.1: first fit over the busy list, free_vmap_cache
+            fit = first_fit(self.busy, self.cache, size, align, self.vstart, self.vend)
+            self.metrics.alloc_walk_steps += fit.walked
+            cost = fit.walked * self.costs.list_walk_per_node_ns
+            if fit.descended:
+                cost += self.rbtree_ns()
+            return fit.addr, cost
+        # Linux 5.2+: descend the augmented free tree to the lowest block that fits
+        fit = first_fit(self.space, FreeVmapCache(), size, align, self.vstart, self.vend)
+        return fit.addr, 2 * self.rbtree_ns(self.space)
+
+    def _insert_vmap_area(self, va: VmapArea) -> None:
+        """``__insert_vmap_area`` (and, with the augmented tree, the free-block split)."""
+        self.busy.insert(va.va_start, va.va_end)
+        if self.space is not self.busy:
+            self.space.insert(va.va_start, va.va_end)
+        self.areas[va.va_start] = va
+        if self.first_fit:
+            self.cache.node = va.va_start
+
     # --- free -----------------------------------------------------------------------------
 
     def vfree(self, cpu: Cpu, va: VmapArea) -> Gen:
         """``vfree`` -> ``__vunmap`` -> ``remove_vm_area`` -> ``free_unmap_vmap_area``."""
-        began = self.env.now + cpu.pending
+        began = self.now(cpu)
         c = self.costs
         yield from self.find_vmap_area(cpu, va.va_start)
         # remove_vm_area: va->vm = NULL; va->flags &= ~VM_VM_AREA under vmap_area_lock
         yield from cpu.spin_lock(self.vmap_area_lock)
         va.flags &= ~VM_VM_AREA
+        del self.areas[va.va_start]
         cpu.charge(c.lock_acquire_ns)
         yield from cpu.spin_unlock(self.vmap_area_lock)
         # free_unmap_vmap_area: unmap_vmap_area() clears the PTEs, no TLB flush
         cpu.charge(va.nr_pages * c.unmap_page_ns)
-        yield from self.lazy.free_vmap_area_noflush(self, cpu, va)
+        yield from self.free_vmap_area_noflush(cpu, va)
         # __vunmap: __free_page() per page, kvfree(area->pages), kfree(area)
         cpu.charge(va.nr_pages * c.page_free_ns + 2 * c.kmalloc_ns)
-        self.metrics.vfree.record(self.env.now + cpu.pending - began)
+        self.metrics.vfree.record(self.now(cpu) - began)
         self.metrics.ops += 1
 
     def find_vmap_area(self, cpu: Cpu, addr: int) -> Generator[simpy.Event, None, VmapArea]:
@@ -165,57 +224,113 @@ class VmallocModel:
         yield from cpu.spin_unlock(self.vmap_area_lock)
         return va
 
+    def free_vmap_area_noflush(self, cpu: Cpu, va: VmapArea) -> Gen:
+        """``free_vmap_area_noflush``: account the area lazily, maybe trigger a purge."""
+        if not self.lazy_in_busy_tree:
+            yield from self.unlink_lazy_area(cpu, va)
+        if self.variant.noflush_order == "read_then_publish":
+            # nr_lazy = atomic_add_return(nr, &vmap_lazy_nr); llist_add(...)
+            nr_lazy = self.atomic_lazy_nr(cpu, va.size)
+            self.safety.lazily_freed(va, self.now(cpu), cpu.id)
+            self.lazy.publish(self, cpu, va)
+        else:
+            # va->flags |= VM_LAZY_FREE; [llist_add(...);] atomic_add(nr, &vmap_lazy_nr)
+            self.safety.lazily_freed(va, self.now(cpu), cpu.id)
+            self.lazy.publish(self, cpu, va)
+            yield from cpu.settle()  # the area is visible to purgers from here on
+            self.safety.read(va, self.env.now, cpu.id, "read va->va_end - va->va_start")
+            nr_lazy = self.atomic_lazy_nr(cpu, va.size)
+        if nr_lazy > self.lazy_max_pages:
+            yield from self.try_purge_vmap_area_lazy(cpu)
+
+    def unlink_lazy_area(self, cpu: Cpu, va: VmapArea) -> Gen:
+        """Linux 5.4+: ``unlink_va(va, &vmap_area_root)`` under vmap_area_lock at free time."""
+        yield from cpu.spin_lock(self.vmap_area_lock)
+        if self.first_fit:
+            free_vmap_cache_on_free(self.busy, self.cache, va.va_start, va.va_end)
+        self.busy.erase(va.va_start)
+        cpu.charge(self.costs.lock_acquire_ns + self.rbtree_ns())
+        yield from cpu.spin_unlock(self.vmap_area_lock)
+
     def try_purge_vmap_area_lazy(self, cpu: Cpu) -> Gen:
-        """``try_purge_vmap_area_lazy``: a non-blocking purge (trylock on purge_lock)."""
+        """``try_purge_vmap_area_lazy``: a non-blocking purge."""
         yield from self._purge_vmap_area_lazy(cpu, self.vend, self.vstart, False, False)
 
     def purge_vmap_area_lazy(self, cpu: Cpu) -> Gen:
-        """``purge_vmap_area_lazy``: a synchronous purge (spins on purge_lock)."""
+        """``purge_vmap_area_lazy``: a synchronous purge."""
         yield from self._purge_vmap_area_lazy(cpu, self.vend, self.vstart, True, False)
 
     def _purge_vmap_area_lazy(self, cpu: Cpu, start: int, end: int, sync: bool,
                               force_flush: bool) -> Gen:
-        """``__purge_vmap_area_lazy(&start, &end, sync, force_flush)`` of Linux 4.5/4.7;
-        ``start``/``end`` come in as the range the caller already needs flushed
-        (ULONG_MAX/0, here vend/vstart, for none)."""
-        c = self.costs
+        """``__purge_vmap_area_lazy(&start, &end, sync, force_flush)``; ``start``/``end`` come
+        in as the range the caller already needs flushed (ULONG_MAX/0, here vend/vstart, for
+        none)."""
         if not sync and not force_flush:
-            got = yield from cpu.spin_trylock(self.purge_lock)
-            if not got:
+            entered = yield from self.purge_lock.try_enter(cpu)
+            if not entered:
                 self.metrics.purge_trylock_failures += 1
                 return
         else:
-            yield from cpu.spin_lock(self.purge_lock)
-        began = self.env.now
-        cpu.charge(c.lock_acquire_ns)
+            yield from self.purge_lock.enter(cpu)
+        began = self.now(cpu)
+        cpu.charge(self.purge_lock.acquire_ns)
         if sync:
             self.purge_fragmented_blocks_allcpus(cpu)
-        valist = self.lazy.collect(self, cpu)
+        valist = yield from self.lazy.collect(self, cpu)
         nr = 0
         for va in valist:
+            self.safety.read(va, self.now(cpu), cpu.id, "walked the lazy area")
             start = min(start, va.va_start)
             end = max(end, va.va_end)
             nr += va.size
-        if nr:
-            self.atomic_lazy_nr(cpu, -nr)  # atomic_sub(nr, &vmap_lazy_nr)
+        per_area_sub = self.variant.free_lock_break > 0
+        if nr and not per_area_sub:
+            self._subtract_lazy(cpu, valist)  # atomic_sub(nr, &vmap_lazy_nr)
         if nr or force_flush:
             yield from self.flusher.flush_tlb_kernel_range(cpu, start, end)
         if nr:
-            yield from cpu.spin_lock(self.vmap_area_lock)
-            cpu.charge(c.lock_acquire_ns + len(valist) * (self.rbtree_ns() + c.kmalloc_ns))
-            for va in valist:
-                self.__free_vmap_area(va)
-            yield from cpu.spin_unlock(self.vmap_area_lock)
-        cpu.charge(c.lock_acquire_ns)
-        yield from cpu.spin_unlock(self.purge_lock)
-        self.metrics.purge.record(self.env.now - began)
+            yield from self.free_loop(cpu, valist, per_area_sub)
+        yield from self.purge_lock.exit(cpu)
+        self.metrics.purge.record(self.now(cpu) - began)
         self.metrics.purge_areas += len(valist)
 
-    def __free_vmap_area(self, va: VmapArea) -> None:
-        """``__free_vmap_area``: cache update, rb_erase, list_del_rcu, kfree_rcu."""
-        free_vmap_cache_on_free(self.busy, self.cache, va.va_start, va.va_end)
-        self.busy.erase(va.va_start)
-        del self.areas[va.va_start]
+    def _subtract_lazy(self, cpu: Cpu, areas: list[VmapArea]) -> None:
+        for va in areas:
+            self.safety.lazy_subtracted(va, self.now(cpu), cpu.id)
+        self.atomic_lazy_nr(cpu, -sum(va.size for va in areas))
+
+    def free_loop(self, cpu: Cpu, valist: list[VmapArea], per_area_sub: bool) -> Gen:
+        """``__free_vmap_area`` of each purged area under vmap_area_lock; with
+        ``free_lock_break`` N, ``cond_resched_lock`` every N areas lets waiters in (4.10),
+        and ``vmap_lazy_nr`` drops area by area."""
+        every = self.variant.free_lock_break or len(valist)
+        yield from cpu.spin_lock(self.vmap_area_lock)
+        for first in range(0, len(valist), every):
+            chunk = valist[first:first + every]
+            cpu.charge(len(chunk) * (self.rbtree_ns() + self.costs.kmalloc_ns))
+            for va in chunk:
+                self.__free_vmap_area(cpu, va)
+            if per_area_sub:
+                self._subtract_lazy(cpu, chunk)
+            if first + every < len(valist):
+                yield from cpu.settle()
+                if self.vmap_area_lock.waiters:  # cond_resched_lock(&vmap_area_lock)
+                    yield from cpu.spin_unlock(self.vmap_area_lock)
+                    yield from cpu.spin_lock(self.vmap_area_lock)
+        cpu.charge(self.costs.lock_acquire_ns)
+        yield from cpu.spin_unlock(self.vmap_area_lock)
+
+    def __free_vmap_area(self, cpu: Cpu, va: VmapArea) -> None:
+        """``__free_vmap_area``: cache update, rb_erase, list_del_rcu, kfree_rcu (or, 5.2+,
+        ``merge_or_add_vmap_area`` into the free tree)."""
+        if not self.safety.freed(va, self.now(cpu), cpu.id):
+            return
+        if self.lazy_in_busy_tree:
+            if self.first_fit:
+                free_vmap_cache_on_free(self.busy, self.cache, va.va_start, va.va_end)
+            self.busy.erase(va.va_start)
+        if self.space is not self.busy:
+            self.space.erase(va.va_start)
 
     def purge_fragmented_blocks_allcpus(self, cpu: Cpu) -> None:
         """Walk every possible CPU's vmap_block queue (no blocks are modelled yet)."""
@@ -230,16 +345,19 @@ class VmallocModel:
         Blocks are not modelled individually: with ``vmap_block_dirty`` the dirty ranges of
         blocks of several CPUs, spread over the vmalloc space, are taken to span it all (far
         more than the flush ceiling, so the flush is a full one)."""
+        called = self.now(cpu)
         cpu.charge(self.machine.ncpus * self.costs.vb_queue_check_ns)
         if self.vmap_block_dirty:
             start, end = self.vstart, self.vend
         else:
             start, end = self.vend, self.vstart
         yield from self._purge_vmap_area_lazy(cpu, start, end, True, self.vmap_block_dirty)
+        yield from cpu.settle()
+        self.safety.vm_unmap_aliases_returned(called, self.env.now, cpu.id)
 
     def set_memory(self, cpu: Cpu, nr_pages: int) -> Gen:
         """x86 ``set_memory_wb()`` and friends: ``change_page_attr_set_clr``."""
-        began = self.env.now + cpu.pending
+        began = self.now(cpu)
         c = self.costs
         yield from self.vm_unmap_aliases(cpu)
         yield from cpu.spin_lock(self.cpa_lock)  # __change_page_attr_set_clr
@@ -247,5 +365,5 @@ class VmallocModel:
         yield from cpu.spin_unlock(self.cpa_lock)
         yield from self.flusher.flush_tlb_all(cpu)  # cpa_flush_range: flush_tlb_all()
         cpu.charge(nr_pages * c.clflush_page_ns)  # ... then clflush the pages
-        self.metrics.set_memory.record(self.env.now + cpu.pending - began)
+        self.metrics.set_memory.record(self.now(cpu) - began)
         self.metrics.ops += 1

@@ -11,22 +11,36 @@ VM_VM_AREA = 0x04
 
 
 class VmapArea:
-    """One busy range of the vmalloc space, in pages, guard page included."""
+    """One busy range of the vmalloc space, in pages, guard page included.
 
-    __slots__ = ("va_start", "va_end", "flags", "cpu", "nr_pages")
+    Besides the kernel's fields it carries what the safety checker needs: an identity, the
+    steps it went through, and when (and by whom) it was lazily freed and freed.
+    """
 
-    def __init__(self, va_start: int, va_end: int, cpu: int) -> None:
+    __slots__ = ("va_start", "va_end", "flags", "cpu", "nr_pages", "ident", "history",
+                 "freed_lazily_at", "freed_at", "freed_by", "subtracted")
+
+    def __init__(self, va_start: int, va_end: int, cpu: int, ident: int) -> None:
         self.va_start = va_start
         self.va_end = va_end
         self.flags = VM_VM_AREA
         self.cpu = cpu
         self.nr_pages = va_end - va_start - 1
         """Pages backed by memory: the area minus its guard page."""
+        self.ident = ident
+        self.history: list[tuple[float, int, str]] = []
+        self.freed_lazily_at: float | None = None
+        self.freed_at: float | None = None
+        self.freed_by = -1
+        self.subtracted = False
 
     @property
     def size(self) -> int:
         """``(va_end - va_start) >> PAGE_SHIFT``: what vmap_lazy_nr counts, guard included."""
         return self.va_end - self.va_start
+
+    def log(self, now: float, cpu: int, step: str) -> None:
+        self.history.append((now, cpu, step))
 
     def __repr__(self) -> str:
         return f"VmapArea([{self.va_start:#x}, {self.va_end:#x}) pages, cpu{self.cpu})"

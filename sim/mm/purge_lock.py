@@ -1,0 +1,102 @@
+"""What serialises purges: the ``purge_lock`` mechanism.
+
+``spin`` (Linux <= 4.9): ``static DEFINE_SPINLOCK(purge_lock)`` in ``__purge_vmap_area_lazy``;
+the lazy path gives up with ``spin_trylock``, sync callers spin.
+
+``mutex`` (Linux 4.10, f9e09977671b "mm: turn vmap_purge_lock into a mutex"): the same
+protocol with ``mutex_trylock``/``mutex_lock``; a waiter sleeps and pays a wake-up.
+
+``none`` (Roman Pen's 2016 suggestion): no lock; every caller purges whatever it finds.
+
+``refcount`` (Joel Fernandes, "Replace purge_lock spinlock with atomic refcount", Oct 2016):
+an atomic count of running purges; the lazy path gives up when it is non-zero
+(``atomic_cmpxchg(&purging, 0, 1)``), sync callers increment it and go ahead without waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import simpy
+
+from ..cpu import Cpu
+from ..locks import Handoff, SpinLock
+
+
+class PurgeLock:
+    """Template: enter on the lazy path (may give up), enter on the sync path, exit.
+
+    Entering leaves the CPU's clock at the moment it got in; the caller then charges
+    ``acquire_ns``, the cost of the entry itself.
+    """
+
+    lock: SpinLock | None = None
+    acquire_ns = 0.0
+
+    def try_enter(self, cpu: Cpu) -> Generator[simpy.Event, None, bool]:
+        raise NotImplementedError
+
+    def enter(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        raise NotImplementedError
+
+    def exit(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        raise NotImplementedError
+
+
+class SpinPurgeLock(PurgeLock):
+    """A spinlock (or, with a wake-up handoff, a mutex): trylock lazily, lock when sync."""
+
+    def __init__(self, env: simpy.Environment, name: str, handoff: Handoff,
+                 acquire_ns: float) -> None:
+        self.lock = SpinLock(env, name, handoff)
+        self.acquire_ns = acquire_ns
+
+    def try_enter(self, cpu: Cpu) -> Generator[simpy.Event, None, bool]:
+        got = yield from cpu.spin_trylock(self.lock)
+        return got
+
+    def enter(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        yield from cpu.spin_lock(self.lock)
+
+    def exit(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        cpu.charge(self.acquire_ns)
+        yield from cpu.spin_unlock(self.lock)
+
+
+class NoPurgeLock(PurgeLock):
+    """No serialisation at all."""
+
+    def try_enter(self, cpu: Cpu) -> Generator[simpy.Event, None, bool]:
+        yield from ()
+        return True
+
+    def enter(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        yield from ()
+
+    def exit(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        yield from ()
+
+
+class RefcountPurgeLock(PurgeLock):
+    """``atomic_t purging``: lazy callers give up while it is non-zero; sync callers do not
+    wait for anything."""
+
+    def __init__(self, atomic_ns: float) -> None:
+        self.purging = 0
+        self.acquire_ns = atomic_ns
+
+    def try_enter(self, cpu: Cpu) -> Generator[simpy.Event, None, bool]:
+        yield from cpu.settle()
+        if self.purging:  # atomic_cmpxchg(&purging, 0, 1) failed
+            return False
+        self.purging += 1
+        return True
+
+    def enter(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        yield from cpu.settle()
+        self.purging += 1  # atomic_inc(&purging)
+
+    def exit(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        cpu.charge(self.acquire_ns)  # atomic_dec(&purging)
+        yield from cpu.settle()
+        self.purging -= 1

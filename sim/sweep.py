@@ -1,0 +1,200 @@
+"""The sweep grammar of an experiment: factors, zipped groups, points.
+
+A sweep is a mapping of *factors*, in file order::
+
+    sweep:
+      workload.background.count: [1000, 10000]   # one dotted key and its values
+      zip:                                        # keys that move together
+        - {cpus: [1, 8, 64], lazy_max_pages: [32, 256, 2048]}
+
+The points are the Cartesian product of the factors, in file order (the last factor varies
+fastest). A zipped group is one factor: its ``i``-th level sets the ``i``-th value of every key
+in the group, so its lists must have the same length. ``zip`` holds a list of groups, or one
+group as a plain mapping. A key may be swept only once.
+
+Overrides work on the raw mapping, before it is parsed: :func:`set_factor` (``--set
+sweep.KEY=[...]``) replaces a key's sweep wherever it was, :func:`unsweep` (``--set KEY=V``)
+pins a key by removing it from the sweep, zipped groups included.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Origins, dotted
+
+ZIP = "zip"
+"""The sweep key that holds zipped groups."""
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One axis of the product: a key (or a zipped group of keys) and its levels."""
+
+    keys: tuple[str, ...]
+    levels: tuple[tuple[Any, ...], ...]
+    paths: tuple[tuple, ...]
+    """Where each key was written: ``("sweep", key)`` or ``("sweep", "zip", group, key)``."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The parsed sweep: factors in file order."""
+
+    factors: tuple[Factor, ...] = ()
+
+    @property
+    def keys(self) -> list[str]:
+        """Every swept dotted key, in file order (zipped keys where their group stands)."""
+        return [key for factor in self.factors for key in factor.keys]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def points(self) -> list[dict[str, Any]]:
+        """The Cartesian product of the factors: one ``{key: value}`` per point."""
+        out = []
+        for combo in itertools.product(*(factor.levels for factor in self.factors)):
+            point: dict[str, Any] = {}
+            for factor, level in zip(self.factors, combo):
+                point.update(zip(factor.keys, level))
+            out.append(point)
+        return out
+
+    def key_path(self, key: str) -> tuple:
+        """The key path where ``key``'s sweep was written (for error locations)."""
+        factor, i = self._find(key)
+        return factor.paths[i]
+
+    def value_path(self, key: str, value: Any) -> tuple:
+        """The key path of the first entry of ``key``'s list equal to ``value``."""
+        factor, i = self._find(key)
+        index = [level[i] for level in factor.levels].index(value)
+        return factor.paths[i] + (index,)
+
+    def _find(self, key: str) -> tuple[Factor, int]:
+        for factor in self.factors:
+            if key in factor.keys:
+                return factor, factor.keys.index(key)
+        raise KeyError(key)
+
+
+def parse_sweep(raw: dict[str, Any], origins: Origins) -> Sweep:
+    """Validate the raw ``sweep`` mapping and build its factors; errors name the entry."""
+    factors: list[Factor] = []
+    seen: dict[str, tuple] = {}
+    for key, value in raw.items():
+        if key == ZIP:
+            for g, group in enumerate(_groups(value, origins)):
+                factors.append(_zipped(group, g, value, origins, seen))
+        else:
+            path = ("sweep", key)
+            values = _values(value, path, origins)
+            _claim(key, path, seen, origins)
+            factors.append(Factor((key,), tuple((v,) for v in values), (path,)))
+    for factor in factors:
+        _check_distinct(factor, origins)
+    return Sweep(tuple(factors))
+
+
+def _groups(value: Any, origins: Origins) -> list[dict[str, Any]]:
+    """``zip``: a list of mappings, or one mapping."""
+    if isinstance(value, dict):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise origins.error("expected a mapping of zipped keys or a non-empty list of them, "
+                            f"found {_show(value)}", ("sweep", ZIP))
+    for g, group in enumerate(value):
+        if not isinstance(group, dict):
+            raise origins.error("expected a mapping of zipped keys to lists of values, "
+                                f"found {_show(group)}", ("sweep", ZIP, g))
+    return value
+
+
+def _zipped(group: dict[str, Any], g: int, raw: Any, origins: Origins,
+            seen: dict[str, tuple]) -> Factor:
+    base = ("sweep", ZIP) if isinstance(raw, dict) else ("sweep", ZIP, g)
+    if not group:
+        raise origins.error("a zipped group needs at least one key", base)
+    columns, paths = [], []
+    for key, value in group.items():
+        path = base + (key,)
+        if key == ZIP:
+            raise origins.error("zipped groups do not nest", path)
+        columns.append(_values(value, path, origins))
+        _claim(key, path, seen, origins)
+        paths.append(path)
+    lengths = [len(c) for c in columns]
+    if len(set(lengths)) > 1:
+        keys = list(group)
+        first = keys[0]
+        bad = next(i for i, n in enumerate(lengths) if n != lengths[0])
+        raise origins.error(f"zipped lists must have the same length: '{first}' has "
+                            f"{lengths[0]} values, '{keys[bad]}' has {lengths[bad]}", paths[bad])
+    return Factor(tuple(group), tuple(zip(*columns)), tuple(paths))
+
+
+def _values(value: Any, path: tuple, origins: Origins) -> list:
+    if not isinstance(value, list) or not value:
+        raise origins.error(f"expected a non-empty list of values, found {_show(value)}", path)
+    return value
+
+
+def _claim(key: str, path: tuple, seen: dict[str, tuple], origins: Origins) -> None:
+    """Refuse a key swept twice (for example alone and in a zipped group)."""
+    if key in seen:
+        raise origins.error(f"'{key}' is swept twice (also at {dotted(seen[key])})", path)
+    seen[key] = path
+
+
+def _check_distinct(factor: Factor, origins: Origins) -> None:
+    """Two equal levels would be the same point twice (and the same run ids)."""
+    seen: set[str] = set()
+    for i, level in enumerate(factor.levels):
+        text = json.dumps(level, sort_keys=True, default=str)
+        if text in seen:
+            path = factor.paths[0] + (i,)
+            what = "value" if len(factor.keys) == 1 else "zipped level"
+            shown = level[0] if len(level) == 1 else dict(zip(factor.keys, level))
+            raise origins.error(f"repeated {what} {shown!r}; each point must differ", path)
+        seen.add(text)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- overrides on the raw mapping --------------------------------------------------------------
+
+def set_factor(raw: dict[str, Any], key: str, values: Any) -> None:
+    """``--set sweep.KEY=VALUES``: sweep ``key`` over ``values``, replacing its sweep wherever
+    it was (in place when it was a plain factor, else as a new last factor)."""
+    if key == ZIP or key in raw:
+        raw[key] = values
+        return
+    unsweep(raw, key)
+    raw[key] = values
+
+
+def unsweep(raw: dict[str, Any], key: str) -> None:
+    """``--set KEY=VALUE`` pins ``key``: remove it from the sweep, zipped groups included
+    (a group left empty disappears)."""
+    raw.pop(key, None)
+    groups = raw.get(ZIP)
+    if isinstance(groups, dict):
+        groups.pop(key, None)
+        if not groups:
+            del raw[ZIP]
+    elif isinstance(groups, list):
+        emptied = [g for g in groups if isinstance(g, dict) and g.pop(key, None) is not None
+                   and not g]
+        raw[ZIP] = [g for g in groups if not any(g is e for e in emptied)]
+        if not raw[ZIP]:
+            del raw[ZIP]
