@@ -132,7 +132,7 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     base = _resolve_base(top, doc, origins)
     raw_sweep = copy.deepcopy(top.sweep)
     _apply_overrides(base, late, origins, raw_sweep)
-    sweep = parse_sweep(raw_sweep, origins)
+    sweep = parse_sweep(raw_sweep, origins, top.seed)
     _check_sweep_keys(sweep, origins)
     variants = [_variant(entry, origins, ("variants", i)) for i, entry in enumerate(top.variants)]
     names = [v["name"] for v in variants]

@@ -7,6 +7,9 @@
 * ``plots/<metric>-paired.png`` (with a baseline): ``variant - baseline`` against the first
   swept key, with the paired interval, and a line at zero.
 
+With sampled keys (a Latin-hypercube sweep) the metric and paired plots are scatter plots
+instead: one panel per sampled key, every point of the sweep in each.
+
 Heatmaps and paired plots are drawn for the headline metrics (:data:`sim.report.TABLE_METRICS`)
 only, line plots for every metric that is not zero everywhere. Figures are built with
 :class:`matplotlib.figure.Figure`, never pyplot, so no global state or GUI backend is touched.
@@ -55,26 +58,27 @@ def plotted_metrics(rows: list[dict[str, Any]]) -> list[str]:
 
 def write_plots(out_dir: Path, rows: list[dict[str, Any]], swept: list[str],
                 variants: list[str], paired: list[dict[str, Any]],
-                headline: Sequence[str]) -> list[Path]:
+                headline: Sequence[str], sampled: Sequence[str] = ()) -> list[Path]:
     """Every plot of an experiment; the paths written (none without a swept key)."""
     if not swept:
         return []
+    draw, axes = (_scatter, list(sampled)) if sampled else (_lines, swept)
     folder = out_dir / PLOTS
     folder.mkdir(parents=True, exist_ok=True)
     colors = {v: f"C{i % 10}" for i, v in enumerate(variants)}  # a variant keeps its colour
     paths = []
     for metric in plotted_metrics(rows):
         mine = [r for r in rows if r["metric"] == metric]
-        paths.append(_lines(folder / f"{metric}.png", mine, swept, colors, metric))
-        if metric in headline and len(swept) == 2:
+        paths.append(draw(folder / f"{metric}.png", mine, axes, colors, metric))
+        if metric in headline and len(swept) == 2 and not sampled:
             paths.append(_heatmap(folder / f"{metric}-heatmap.png", mine, swept, variants,
                                   metric))
         diffs = [r for r in paired if r["metric"] == metric]
         if metric in headline and diffs:
             label = f"{metric}: variant - {diffs[0]['baseline']}"
             others = {v: c for v, c in colors.items() if v != diffs[0]["baseline"]}
-            paths.append(_lines(folder / f"{metric}-paired.png", diffs, swept, others, label,
-                                zero_line=True))
+            paths.append(draw(folder / f"{metric}-paired.png", diffs, axes, others, label,
+                              zero_line=True))
     return paths
 
 
@@ -96,6 +100,30 @@ def _lines(path: Path, rows: list[dict[str, Any]], swept: list[str], colors: dic
         if facet_keys:
             ax.set_title(", ".join(f"{_short(k)}={json.loads(v)}"
                                    for k, v in zip(facet_keys, facet)), fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def _scatter(path: Path, rows: list[dict[str, Any]], sampled: list[str],
+             colors: dict[str, str], title: str, zero_line: bool = False) -> Path:
+    """One panel per sampled key: every point's mean against that key's value."""
+    fig, axes = _figure(len(sampled))
+    for ax, key in zip(axes, sampled):
+        for variant, color in colors.items():
+            mine = sorted((r for r in rows if r["variant"] == variant and _finite(r["mean"])
+                           and _finite(r.get(key))), key=lambda r: r[key])
+            if not mine:
+                continue
+            means = [r["mean"] for r in mine]
+            low = [r["mean"] - r["ci_low"] if _finite(r["ci_low"]) else 0.0 for r in mine]
+            high = [r["ci_high"] - r["mean"] if _finite(r["ci_high"]) else 0.0 for r in mine]
+            ax.errorbar([r[key] for r in mine], means, yerr=[low, high], fmt="o",
+                        markersize=3, capsize=2, linewidth=0.8, label=variant, color=color)
+        if zero_line:
+            ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.set_xlabel(_short(key))
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=DPI)
@@ -165,8 +193,12 @@ def _figure(panels: int) -> tuple[Any, list[Any]]:
 
     cols = min(3, max(1, panels))
     rows = math.ceil(panels / cols)
-    fig = Figure(figsize=(PANEL[0] * cols, PANEL[1] * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    width, height = PANEL[0] * cols, PANEL[1] * rows
+    fig = Figure(figsize=(width, height))
+    # fixed margins in inches: a layout engine would double the drawing time
+    margins = {"left": 0.75 / width, "right": 1 - 0.25 / width, "bottom": 0.55 / height,
+               "top": 1 - 0.6 / height, "wspace": 0.35, "hspace": 0.55}
+    axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw=margins).ravel().tolist()
     for ax in axes[panels:]:
         ax.set_visible(False)
     return fig, axes[:panels]

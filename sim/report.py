@@ -110,7 +110,8 @@ def write_report(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]
     headline = [name for name, _, _ in TABLE_METRICS]
     if plots:
         report.plots = plotting.write_plots(out_dir, report.rows, manifest.swept_keys,
-                                            manifest.variants, report.paired, headline)
+                                            manifest.variants, report.paired, headline,
+                                            manifest.sampled_keys)
     report.path = out_dir / REPORT
     lock_stat = (out_dir / "lock_stat.txt").read_text()
     write_atomic(report.path, markdown(manifest, results, report, lock_stat, out_dir, plots))
@@ -221,8 +222,13 @@ def _plot_section(pngs: list[Path], out_dir: Path, plots: bool, manifest: Manife
                 "then `vmapsim report DIR`)."]
     if not manifest.swept_keys:
         return ["Nothing is swept, so there is nothing to plot against."]
-    out = [f"Each metric against `{manifest.swept_keys[0]}`, one line per variant, with 95% "
-           "interval bars; metrics that are zero everywhere are left out."]
+    if manifest.sampled_keys:
+        out = ["Each metric against each sampled key (one panel per key, pooled over the other "
+               "swept keys), one colour per variant, with 95% interval bars; metrics that are "
+               "zero everywhere are left out."]
+    else:
+        out = [f"Each metric against `{manifest.swept_keys[0]}`, one line per variant, with 95%"
+               " interval bars; metrics that are zero everywhere are left out."]
     for png in pngs:
         rel = png.relative_to(out_dir).as_posix()
         out += ["", f"![{png.stem}]({rel})"]

@@ -31,12 +31,15 @@ class Finished:
 
 
 def prepare_output(out_dir: Path, specs: list[RunSpec], resume: bool, force: bool) -> None:
-    """Refuse a directory holding runs of another experiment unless ``resume`` or ``force``;
-    with ``force`` (and no ``resume``) remove every earlier result file; remove temporary
-    files a killed writer left behind."""
+    """Create ``out_dir/runs``; refuse a directory holding runs of another experiment unless
+    ``resume`` or ``force``; with ``force`` (and no ``resume``) remove every earlier result
+    file; remove temporary files a killed writer left behind."""
     runs = out_dir / RUNS
-    if not runs.is_dir():
-        return
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output directory: {exc.strerror or exc}",
+                          str(out_dir)) from None
     for tmp in runs.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
     wanted = {spec.run_id for spec in specs}

@@ -64,7 +64,8 @@ def failed_result(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
 def manifest_of(experiment: Experiment, specs: list[RunSpec]) -> Manifest:
     return Manifest(experiment.name, experiment.description, experiment.seed,
                     experiment.replications, experiment.swept_keys, experiment.variant_names,
-                    experiment.baseline, [spec.run_id for spec in specs])
+                    experiment.baseline, [spec.run_id for spec in specs],
+                    experiment.sweep.sampled_keys)
 
 
 def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jobs: int = 1,

@@ -119,10 +119,12 @@ class Background(Strict):
 
 
 class IrqNoise(Strict):
-    """Device interrupts: Poisson arrivals per CPU, exponential handler durations."""
+    """Device interrupts: Poisson arrivals per CPU, exponential handler durations, and (on a
+    preemptible kernel) an exponential time the interrupted task then stays switched out."""
 
     rate: float = Field(default=0.0, ge=0, description="interrupts/s per CPU")
     mean: PositiveTimeNs = 2000.0
+    preempt_mean: TimeNs = Field(default=0.0, description="0: CONFIG_PREEMPT_NONE")
 
 
 class Workload(Strict):

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,8 @@ class Manifest:
     variants: list[str]
     baseline: str | None
     run_ids: list[str]
+    sampled_keys: list[str] = field(default_factory=list)
+    """Swept keys whose values are sampled (``lhs``): plotted as scatter, not as lines."""
 
 
 def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
@@ -79,8 +81,10 @@ def run_path(out_dir: Path, run_id: str) -> Path:
 
 
 def write_run(out_dir: Path, result: dict[str, Any]) -> Path:
+    """One run's file. Keys keep their order (not sorted), so a result read back for
+    ``--resume`` lists its metrics in the order of a fresh one, and the tables match."""
     path = run_path(out_dir, result["run_id"])
-    write_atomic(path, json.dumps(result, indent=1, sort_keys=True, default=_json_default))
+    write_atomic(path, json.dumps(result, indent=1, default=_json_default))
     return path
 
 

@@ -12,9 +12,14 @@ fastest). A zipped group is one factor: its ``i``-th level sets the ``i``-th val
 in the group, so its lists must have the same length. ``zip`` holds a list of groups, or one
 group as a plain mapping. A key may be swept only once.
 
+``lhs`` is a sampled factor: ``samples`` levels of a Latin hypercube over ``ranges``
+(:mod:`sim.sampling`), seeded by its ``seed`` or the experiment's::
+
+      lhs: {samples: 16, ranges: {machine.costs.ipi_handler_ns: [500, 2000]}}
+
 Overrides work on the raw mapping, before it is parsed: :func:`set_factor` (``--set
 sweep.KEY=[...]``) replaces a key's sweep wherever it was, :func:`unsweep` (``--set KEY=V``)
-pins a key by removing it from the sweep, zipped groups included.
+pins a key by removing it from the sweep, zipped groups and sampled ranges included.
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Origins, dotted
+from .config import Origins, did_you_mean, dotted
+from .sampling import latin_hypercube
 
 ZIP = "zip"
 """The sweep key that holds zipped groups."""
+LHS = "lhs"
+"""The sweep key that holds a Latin-hypercube factor."""
+LHS_KEYS = ("samples", "ranges", "seed")
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,8 @@ class Factor:
     levels: tuple[tuple[Any, ...], ...]
     paths: tuple[tuple, ...]
     """Where each key was written: ``("sweep", key)`` or ``("sweep", "zip", group, key)``."""
+    sampled: bool = False
+    """Levels drawn from ranges (``lhs``) rather than listed."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,11 @@ class Sweep:
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def sampled_keys(self) -> list[str]:
+        """The keys whose values are sampled (``lhs``), not listed."""
+        return [key for factor in self.factors if factor.sampled for key in factor.keys]
+
     def points(self) -> list[dict[str, Any]]:
         """The Cartesian product of the factors: one ``{key: value}`` per point."""
         out = []
@@ -73,8 +89,11 @@ class Sweep:
         return factor.paths[i]
 
     def value_path(self, key: str, value: Any) -> tuple:
-        """The key path of the first entry of ``key``'s list equal to ``value``."""
+        """The key path of the first entry of ``key``'s list equal to ``value`` (of its range,
+        for a sampled key)."""
         factor, i = self._find(key)
+        if factor.sampled:
+            return factor.paths[i]
         index = [level[i] for level in factor.levels].index(value)
         return factor.paths[i] + (index,)
 
@@ -85,14 +104,17 @@ class Sweep:
         raise KeyError(key)
 
 
-def parse_sweep(raw: dict[str, Any], origins: Origins) -> Sweep:
-    """Validate the raw ``sweep`` mapping and build its factors; errors name the entry."""
+def parse_sweep(raw: dict[str, Any], origins: Origins, seed: int = 0) -> Sweep:
+    """Validate the raw ``sweep`` mapping and build its factors; errors name the entry.
+    ``seed`` seeds a Latin hypercube that names no seed of its own."""
     factors: list[Factor] = []
     seen: dict[str, tuple] = {}
     for key, value in raw.items():
         if key == ZIP:
             for g, group in enumerate(_groups(value, origins)):
                 factors.append(_zipped(group, g, value, origins, seen))
+        elif key == LHS:
+            factors.append(_sampled(value, origins, seen, seed))
         else:
             path = ("sweep", key)
             values = _values(value, path, origins)
@@ -125,7 +147,7 @@ def _zipped(group: dict[str, Any], g: int, raw: Any, origins: Origins,
     columns, paths = [], []
     for key, value in group.items():
         path = base + (key,)
-        if key == ZIP:
+        if key in (ZIP, LHS):
             raise origins.error("zipped groups do not nest", path)
         columns.append(_values(value, path, origins))
         _claim(key, path, seen, origins)
@@ -138,6 +160,49 @@ def _zipped(group: dict[str, Any], g: int, raw: Any, origins: Origins,
         raise origins.error(f"zipped lists must have the same length: '{first}' has "
                             f"{lengths[0]} values, '{keys[bad]}' has {lengths[bad]}", paths[bad])
     return Factor(tuple(group), tuple(zip(*columns)), tuple(paths))
+
+
+def _sampled(spec: Any, origins: Origins, seen: dict[str, tuple], seed: int) -> Factor:
+    """``lhs: {samples: N, ranges: {key: [low, high], ...}, seed: S}``."""
+    base = ("sweep", LHS)
+    if not isinstance(spec, dict):
+        raise origins.error(f"expected a mapping with samples and ranges, found {_show(spec)}",
+                            base)
+    for key in spec:
+        if key not in LHS_KEYS:
+            raise origins.error(f"unknown key '{key}'{did_you_mean(str(key), list(LHS_KEYS))} "
+                                f"(allowed: {', '.join(LHS_KEYS)})", base + (key,))
+    samples = _count(spec.get("samples"), base + ("samples",), origins, minimum=1)
+    own_seed = spec.get("seed")
+    if own_seed is not None:
+        seed = _count(own_seed, base + ("seed",), origins, minimum=0)
+    ranges = spec.get("ranges")
+    if not isinstance(ranges, dict) or not ranges:
+        raise origins.error("expected a mapping of dotted keys to [low, high], found "
+                            f"{_show(ranges)}", base + ("ranges",))
+    bounds, paths = [], []
+    for key, bound in ranges.items():
+        path = base + ("ranges", key)
+        if not (isinstance(bound, list) and len(bound) == 2 and all(_number(b) for b in bound)
+                and bound[0] < bound[1]):
+            raise origins.error(f"expected [low, high] with low < high, found {_show(bound)}",
+                                path)
+        _claim(key, path, seen, origins)
+        bounds.append((float(bound[0]), float(bound[1])))
+        paths.append(path)
+    levels = latin_hypercube(bounds, samples, seed)
+    return Factor(tuple(ranges), tuple(levels), tuple(paths), sampled=True)
+
+
+def _count(value: Any, path: tuple, origins: Origins, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise origins.error(f"expected an integer of at least {minimum}, found {_show(value)}",
+                            path)
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _values(value: Any, path: tuple, origins: Origins) -> list:
@@ -155,6 +220,8 @@ def _claim(key: str, path: tuple, seen: dict[str, tuple], origins: Origins) -> N
 
 def _check_distinct(factor: Factor, origins: Origins) -> None:
     """Two equal levels would be the same point twice (and the same run ids)."""
+    if factor.sampled:  # distinct by construction: one sample per stratum
+        return
     seen: set[str] = set()
     for i, level in enumerate(factor.levels):
         text = json.dumps(level, sort_keys=True, default=str)
@@ -175,18 +242,27 @@ def _show(value: Any) -> str:
 
 def set_factor(raw: dict[str, Any], key: str, values: Any) -> None:
     """``--set sweep.KEY=VALUES``: sweep ``key`` over ``values``, replacing its sweep wherever
-    it was (in place when it was a plain factor, else as a new last factor)."""
-    if key == ZIP or key in raw:
+    it was (in place when it was a plain factor, else as a new last factor);
+    ``lhs.samples`` and ``lhs.seed`` change the Latin hypercube."""
+    if key in (ZIP, LHS) or key in raw:
         raw[key] = values
+        return
+    if key in (f"{LHS}.samples", f"{LHS}.seed") and isinstance(raw.get(LHS), dict):
+        raw[LHS][key.removeprefix(f"{LHS}.")] = values
         return
     unsweep(raw, key)
     raw[key] = values
 
 
 def unsweep(raw: dict[str, Any], key: str) -> None:
-    """``--set KEY=VALUE`` pins ``key``: remove it from the sweep, zipped groups included
-    (a group left empty disappears)."""
+    """``--set KEY=VALUE`` pins ``key``: remove it from the sweep, zipped groups and sampled
+    ranges included (a group or hypercube left empty disappears)."""
     raw.pop(key, None)
+    sampled = raw.get(LHS)
+    if isinstance(sampled, dict) and isinstance(sampled.get("ranges"), dict):
+        sampled["ranges"].pop(key, None)
+        if not sampled["ranges"]:
+            del raw[LHS]
     groups = raw.get(ZIP)
     if isinstance(groups, dict):
         groups.pop(key, None)

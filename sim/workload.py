@@ -79,13 +79,18 @@ class Control:
 def irq_noise(env: simpy.Environment, irq: IrqState, ncpus: int, noise: IrqNoise,
               rng: np.random.Generator) -> Generator[simpy.Event, None, None]:
     """Device interrupts: Poisson arrivals at ``noise.rate`` per CPU, each running a handler
-    of exponential duration (mean ``noise.mean``) on a uniformly chosen CPU."""
+    of exponential duration (mean ``noise.mean``) on a uniformly chosen CPU. With
+    ``preempt_mean``, the interrupted task is then switched out for an exponential time:
+    the CPU still takes IPIs meanwhile, but the task's own next step waits."""
     gaps = Stream(lambda n: rng.exponential(1e9 / (noise.rate * ncpus), n))
     cpus = Stream(lambda n: rng.integers(0, ncpus, n))
     lengths = Stream(lambda n: rng.exponential(noise.mean, n))
+    preempts = Stream(lambda n: rng.exponential(noise.preempt_mean, n)) \
+        if noise.preempt_mean else None
     while True:
         yield env.timeout(gaps.next())
-        irq.deliver(np.array([cpus.next()]), np.array([env.now]), lengths.next())
+        switched_out = preempts.next() if preempts else 0.0
+        irq.deliver(np.array([cpus.next()]), np.array([env.now]), lengths.next(), switched_out)
 
 
 def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: Workload,

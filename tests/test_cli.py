@@ -59,12 +59,12 @@ def test_run_files_describe_their_run(tiny_run: Path) -> None:
 
 
 def test_same_seed_same_summary_serial_and_parallel(tiny_run: Path, tmp_path: Path) -> None:
-    assert main(["run", TINY, "-o", str(tmp_path), "-j", "2", "-q"]) == 0
+    assert main(["run", TINY, "-o", str(tmp_path), "-j", "2", "-q", "--no-report"]) == 0
     assert (tmp_path / "summary.csv").read_bytes() == (tiny_run / "summary.csv").read_bytes()
 
 
 def test_seed_changes_numbers(tiny_run: Path, tmp_path: Path) -> None:
-    assert main(["run", TINY, "-o", str(tmp_path), "-q", "--set", "seed=8"]) == 0
+    assert main(["run", TINY, "-o", str(tmp_path), "-q", "--no-report", "--set", "seed=8"]) == 0
     assert (tmp_path / "summary.csv").read_bytes() != (tiny_run / "summary.csv").read_bytes()
 
 

@@ -106,3 +106,24 @@ def test_overflow_purges_once_retries_then_counts_a_failure() -> None:
     assert m.alloc_failures > 0
     assert m.purge.n >= m.alloc_failures  # one sync purge before each failure
     assert sim.vm.busy.count <= 64 // 2  # never more 2-page areas than the space holds
+
+
+def test_augmented_tree_allocation_is_flat_where_first_fit_grows() -> None:
+    """Mixed sizes make the pre-5.2 first fit drop its cache and walk from VMALLOC_START over
+    every busy area; linux-5.2's augmented free tree descends in O(log n)."""
+    seed = yaml.safe_load((catalog_dir("workloads") / "seed-i915.yaml").read_text())
+    means: dict[str, list[float]] = {}
+    for variant in ("linux-4.5", "linux-5.2"):
+        for count in (1000, 10000, 50000):
+            workload = {**seed, "set_memory_rate": 0,
+                        "background": {**seed["background"], "count": count}}
+            config = RunConfig.model_validate({
+                "machine": MACHINE, "workload": workload, "variant": presets()[variant],
+                "cpus": 1, "lazy_max_pages": 256, "duration": "20ms"})
+            sim = Simulation(config, (2, count))
+            sim.run()
+            means.setdefault(variant, []).append(sim.metrics.vmalloc.mean())
+    old, new = means["linux-4.5"], means["linux-5.2"]
+    assert old[2] > 2 * old[1] > 4 * old[0]  # grows with the busy list
+    assert new[2] < 1.3 * new[0]         # log2 depth only
+    assert new[0] < old[0]

@@ -53,6 +53,43 @@ def test_expansion(raw, points) -> None:
     assert sweep.keys == (list(points[0]) if points[0] else [])
 
 
+LHS = {"samples": 8, "ranges": {"machine.costs.ipi_handler_ns": [500, 2000],
+                                 "workload.set_memory_rate": [0, 100.0]}}
+
+
+def test_latin_hypercube_factor() -> None:
+    sweep = parse_sweep({"cpus": [1, 2], "lhs": LHS}, Origins(), seed=3)
+    assert sweep.keys == ["cpus", "machine.costs.ipi_handler_ns", "workload.set_memory_rate"]
+    assert sweep.sampled_keys == ["machine.costs.ipi_handler_ns", "workload.set_memory_rate"]
+    points = sweep.points()
+    assert len(points) == 2 * 8
+    samples = [{k: v for k, v in p.items() if k != "cpus"} for p in points if p["cpus"] == 1]
+    for key, (low, high) in LHS["ranges"].items():
+        values = [p[key] for p in samples]
+        assert all(low <= v <= high for v in values)
+        # one sample in each of the 8 strata of the range: a Latin hypercube
+        assert sorted(int((v - low) / (high - low) * 8) for v in values) == list(range(8))
+    assert parse_sweep({"lhs": LHS}, Origins(), seed=3).points() == samples  # deterministic
+    assert parse_sweep({"lhs": LHS}, Origins(), seed=4).points() != samples
+    own = parse_sweep({"lhs": {**LHS, "seed": 3}}, Origins(), seed=99).points()
+    assert own == samples  # its own seed wins over the experiment's
+
+
+def test_latin_hypercube_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    ranges = "{machine.costs.ipi_handler_ns: [500, 2000], workload.set_memory_rate: [0, 100]}"
+    path.write_text(GOOD + f"sweep:\n  lhs: {{samples: 4, ranges: {ranges}}}\n")
+    exp = load_experiment(path, ["machine.costs.ipi_handler_ns=700", "sweep.lhs.samples=3"])
+    assert exp.swept_keys == ["workload.set_memory_rate"] and len(exp.points()) == 3
+    assert {s.config["machine"]["costs"]["ipi_handler_ns"] for s in exp.specs()} == {700.0}
+    rates = sorted({s.config["workload"]["set_memory_rate"] for s in exp.specs()})
+    assert len(rates) == 3 and rates == sorted(p["workload.set_memory_rate"]
+                                               for p in exp.points())
+    pinned = load_experiment(path, ["machine.costs.ipi_handler_ns=700",
+                                    "workload.set_memory_rate=5"])
+    assert pinned.swept_keys == [] and len(pinned.points()) == 1
+
+
 def test_zipped_keys_sit_where_their_group_stands() -> None:
     sweep = parse_sweep({"a": [1], "zip": [{"b": [1], "c": [2]}], "d": [3]}, Origins())
     assert sweep.keys == ["a", "b", "c", "d"]
@@ -152,6 +189,18 @@ ERRORS = [
     (GOOD, ["--set", "sweep.zip=[{cpus: [1, 2], warmup: [0]}]"],
      "--set sweep.zip: sweep.zip[0].warmup: zipped lists must have the same length"),
     (GOOD, ["--set", "sweep.ops=[0]"], "--set sweep.ops: sweep.ops[0]: input should be"),
+    (HEAD + "  lhs: {samples: 0, ranges: {warmup: [0, 5]}}\n", [],
+     "bad.yaml:7: sweep.lhs.samples: expected an integer of at least 1, found 0"),
+    (HEAD + "  lhs: {sampels: 3, ranges: {warmup: [0, 5]}}\n", [],
+     "sweep.lhs.sampels: unknown key 'sampels'; did you mean 'samples'?"),
+    (HEAD + "  lhs:\n    samples: 3\n    ranges: {warmup: [5, 0]}\n", [],
+     "bad.yaml:9: sweep.lhs.ranges.warmup: expected [low, high] with low < high, found [5, 0]"),
+    (HEAD + "  lhs: {samples: 3, ranges: []}\n", [],
+     "sweep.lhs.ranges: expected a mapping of dotted keys to [low, high]"),
+    (HEAD + "  lhs: {samples: 3, ranges: {cpus: [1, 64]}}\n", [],
+     "bad.yaml:7: sweep.lhs.ranges.cpus: input should be a valid integer"),
+    (HEAD + "  warmup: [0]\n  lhs: {samples: 3, ranges: {warmup: [0, 5]}}\n", [],
+     "sweep.lhs.ranges.warmup: 'warmup' is swept twice (also at sweep.warmup)"),
     (HEAD + "  zip:\n    - {cpus: [1, 2], warmup: [0, 5]}\n",
      ["--set", "sweep.zip=[{cpus: [1, 0]}]"],
      "--set sweep.zip: sweep.zip[0].cpus[1]: input should be greater than or equal to 1"),

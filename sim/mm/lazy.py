@@ -48,6 +48,7 @@ class FullWalk(LazyList):
         self._flagged: dict[int, VmapArea] = {}
 
     def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> None:
+        cpu.charge(vm.costs.atomic_ns)  # va->flags |= VM_LAZY_FREE: an RMW of the flags word
         va.flags |= VM_LAZY_FREE
         if vm.lazy_in_busy_tree:  # only areas in vmap_area_list can be found by the walk
             self._flagged[va.ident] = va

@@ -228,14 +228,15 @@ class VmallocModel:
         """``free_vmap_area_noflush``: account the area lazily, maybe trigger a purge."""
         if not self.lazy_in_busy_tree:
             yield from self.unlink_lazy_area(cpu, va)
+        yield from cpu.settle()  # lock-free updates of shared state happen at this CPU's time
         if self.variant.noflush_order == "read_then_publish":
             # nr_lazy = atomic_add_return(nr, &vmap_lazy_nr); llist_add(...)
             nr_lazy = self.atomic_lazy_nr(cpu, va.size)
-            self.safety.lazily_freed(va, self.now(cpu), cpu.id)
+            self.safety.lazily_freed(va, self.env.now, cpu.id)
             self.lazy.publish(self, cpu, va)
         else:
             # va->flags |= VM_LAZY_FREE; [llist_add(...);] atomic_add(nr, &vmap_lazy_nr)
-            self.safety.lazily_freed(va, self.now(cpu), cpu.id)
+            self.safety.lazily_freed(va, self.env.now, cpu.id)
             self.lazy.publish(self, cpu, va)
             yield from cpu.settle()  # the area is visible to purgers from here on
             self.safety.read(va, self.env.now, cpu.id, "read va->va_end - va->va_start")
