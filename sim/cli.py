@@ -1,4 +1,5 @@
-"""The ``vmapsim`` command: run, check and list experiments; report an output directory.
+"""The ``vmapsim`` command: run, check and list experiments; report an output directory;
+search a capacity.
 
 Exit codes: 0 success, 1 a run failed, 2 bad input (one line on stderr, no traceback),
 130 interrupted (finished runs are kept; ``--resume`` continues).
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .capacity import Capacity, Limit, capacity_search
 from .config import ConfigError, catalog_names
 from .executors import EXECUTORS, default_jobs
 from .experiment import Experiment, load_experiment
@@ -18,6 +20,7 @@ from .plots import available as plots_available
 from .progress import on_terminal
 from .report import REPORT, format_table, report_directory
 from .runner import ExperimentResult, run_experiment
+from .units import format_ns
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,21 +66,50 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE")
 
+    capacity = sub.add_parser(
+        "capacity", help="per variant, the largest value of an integer key (e.g. cpus) at "
+        "which a metric stays within a limit, by bisection")
+    capacity.add_argument("experiment", help="experiment YAML file or built-in experiment name")
+    capacity.add_argument("--key", required=True, help="the integer key to search, e.g. cpus")
+    capacity.add_argument("--range", required=True, metavar="LOW..HIGH", dest="bounds",
+                          help="values of the key to search, e.g. 1..256")
+    capacity.add_argument("--metric", required=True, help="a summary.csv metric, e.g. "
+                          "vmalloc_p99_ns")
+    capacity.add_argument("--max", dest="maximum", metavar="LIMIT",
+                          help="within: mean <= LIMIT (times such as 100us for *_ns metrics)")
+    capacity.add_argument("--min", dest="minimum", metavar="LIMIT",
+                          help="within: mean >= LIMIT")
+    capacity.add_argument("-o", "--output", metavar="DIR",
+                          help="runs and report (default: results/<experiment name>-capacity)")
+    capacity.add_argument("-j", "--jobs", type=int, default=None, metavar="N")
+    capacity.add_argument("--executor", choices=EXECUTORS, default=None)
+    capacity.add_argument("--scheduler", metavar="ADDR")
+    capacity.add_argument("--set", dest="overrides", action="append", default=[],
+                          metavar="KEY=VALUE")
+    capacity.add_argument("--no-report", action="store_true",
+                          help="write the tables only (no plots, no report.md)")
+    capacity.add_argument("-q", "--quiet", action="store_true")
+
     lister = sub.add_parser("list", help="list built-in catalog entries")
     lister.add_argument("what", choices=["cpus", "workloads", "variants", "experiments"])
     return parser
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    experiment = load_experiment(args.experiment, args.overrides)
-    out = Path(args.output) if args.output else Path("results") / experiment.name
+def _execution(args: argparse.Namespace) -> tuple[int, str]:
+    """``-j``, ``--executor`` and ``--scheduler``: the number of workers and the executor."""
     jobs = args.jobs if args.jobs is not None else default_jobs()
     if jobs < 1:
         raise ConfigError(f"-j expects at least 1 worker, found {jobs}", "command line")
     if args.executor == "local" and args.scheduler:
         raise ConfigError("--scheduler joins a Dask cluster; it needs --executor dask",
                           "command line")
-    executor = args.executor or ("dask" if args.scheduler else "local")
+    return jobs, args.executor or ("dask" if args.scheduler else "local")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    experiment = load_experiment(args.experiment, args.overrides)
+    out = Path(args.output) if args.output else Path("results") / experiment.name
+    jobs, executor = _execution(args)
     note = None if args.quiet else _note
     if note:
         note(f"{experiment.name}: {len(experiment.specs())} runs "
@@ -132,6 +164,57 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    experiment = load_experiment(args.experiment, args.overrides)
+    out = Path(args.output) if args.output else Path("results") / f"{experiment.name}-capacity"
+    jobs, executor = _execution(args)
+    limit = Limit.parse(args.metric, args.maximum, args.minimum)
+    low, high = _range(args.bounds)
+    note = None if args.quiet else _note
+    dropped = [k for k in experiment.swept_keys if k != args.key]
+    if note and dropped:
+        note(f"capacity: the search replaces the experiment's sweep of {', '.join(dropped)}; "
+             "those keys take their unswept values (pin them with --set)")
+    found, final = capacity_search(experiment, args.key, low, high, limit, out, log=note,
+                                   report=not args.no_report, jobs=jobs, executor=executor,
+                                   scheduler=args.scheduler, progress=on_terminal(args.quiet))
+    print(_capacity_table(found, args.key, limit, final.rows))
+    if note:
+        note(f"\ncapacity: {out / 'capacity.csv'}   report: {out / REPORT}")
+    return _failures(final, final.experiment, out)
+
+
+def _range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("..")
+    try:
+        if not sep:
+            raise ValueError
+        bounds = int(low), int(high)
+    except ValueError:
+        raise ConfigError(f"expected LOW..HIGH (integers), found {text!r}", "--range") from None
+    if not bounds[0] < bounds[1]:
+        raise ConfigError(f"the range needs low < high, found {text}", "--range")
+    return bounds
+
+
+def _capacity_table(found: list[Capacity], key: str, limit: Limit,
+                    rows: list[dict]) -> str:
+    at = {(r["variant"], r[key]): r for r in rows if r["metric"] == limit.metric}
+    sign = "<=" if limit.upper else ">="
+    show = format_ns if limit.metric.endswith("_ns") else (lambda v: f"{v:.4g}")
+    lines = [f"{limit.metric} {sign} {show(limit.bound)}", ""]
+    lines.append(f"{'variant':<16} {key.split('.')[-1]:>8} {'first beyond':>13} "
+                 f"{'mean at ' + key.split('.')[-1]:>18} {'probes':>7}")
+    for cap in found:
+        row = at.get((cap.variant, cap.within))
+        mean = "-" if row is None else show(row["mean"])
+        within = "none" if cap.within is None else str(cap.within)
+        beyond = "none" if cap.beyond is None else str(cap.beyond)
+        lines.append(f"{cap.variant:<16} {within:>8} {beyond:>13} {mean:>18} "
+                     f"{len(cap.probes):>7}")
+    return "\n".join(lines)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     print(f"{experiment.file}: ok ({len(experiment.points())} points x "
@@ -155,7 +238,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": cmd_run, "check": cmd_check, "list": cmd_list,
+    handler = {"run": cmd_run, "check": cmd_check, "list": cmd_list, "capacity": cmd_capacity,
                "report": cmd_report}[args.command]
     try:
         return handler(args)

@@ -67,7 +67,7 @@ def finish_time(handlers: deque[tuple[float, float, float]], now: float, work: f
 class Cpu:
     """One online CPU executing kernel code paths on behalf of a workload."""
 
-    __slots__ = ("env", "id", "socket", "handlers", "pending", "timeout")
+    __slots__ = ("env", "id", "socket", "handlers", "pending", "timeout", "preempt_count")
 
     def __init__(self, env: simpy.Environment, cpu_id: int, socket: int, irq: IrqState) -> None:
         self.env = env
@@ -76,6 +76,9 @@ class Cpu:
         self.handlers = irq.handlers[cpu_id]
         self.pending = 0.0
         self.timeout = env.timeout
+        self.preempt_count = 0
+        """Non-zero while the CPU holds or spins on a spinlock or waits for IPI acks: an
+        interrupt then returns to the same task (no preemption)."""
 
     def __repr__(self) -> str:
         return f"CPU{self.id}"
@@ -120,6 +123,7 @@ class Cpu:
     def spin_lock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``spin_lock(lock)``: settle the clock, then take the lock or spin for it."""
         yield from self.settle()
+        self.preempt_count += 1
         event = lock.acquire(self)
         if event is not None:
             yield event
@@ -129,8 +133,17 @@ class Cpu:
         """``spin_unlock(lock)`` at the end of the charged critical section."""
         yield from self.settle()
         lock.release(self)
+        self.preempt_count -= 1
 
     def spin_trylock(self, lock: SpinLock) -> Generator[simpy.Event, None, bool]:
         """``spin_trylock(lock)`` at the current time; True if taken."""
         yield from self.settle()
-        return lock.trylock(self)
+        taken = lock.trylock(self)
+        self.preempt_count += taken
+        return taken
+
+    def forget_idle_handlers(self) -> None:
+        """The CPU was idle: handlers that ran meanwhile leave no work for its next task."""
+        handlers = self.handlers
+        while handlers and handlers[0][1] <= self.env.now:
+            handlers.popleft()

@@ -91,8 +91,8 @@ class Simulation:
             self.workers.append(self.env.process(
                 vmalloc_loop(self.env, cpu, self.vm, workload, rng, self.control)))
         if workload.irq_noise.rate > 0:
-            self.env.process(irq_noise(self.env, self.irq, self.config.cpus,
-                                       workload.irq_noise, stream(self.entropy, "irq")))
+            self.env.process(irq_noise(self.env, self.irq, self.cpus, workload.irq_noise,
+                                       stream(self.entropy, "irq"), self.control))
 
     def end_warmup(self) -> None:
         self.metrics.reset(self.env.now)
@@ -124,6 +124,7 @@ class Simulation:
         ``vm_unmap_aliases()``: any lazily freed area left is one the variant lost."""
         self.control.stop = True
         self.env.run(until=simpy.AllOf(self.env, self.workers))
+        self.cpus[0].forget_idle_handlers()
         final = self.env.process(self.vm.vm_unmap_aliases(self.cpus[0]))
         self.env.run(until=final)
         self.safety.drained(self.env.now)

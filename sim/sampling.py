@@ -4,7 +4,9 @@ A Latin hypercube of ``n`` samples over ``d`` ranges cuts each range into ``n`` 
 takes exactly one sample in each stratum of each parameter, so ``n`` runs cover every range
 evenly however many parameters there are (a grid would need ``k ** d`` runs). Typical use: the
 machine costs a profile cites with uncertainty (``machine.costs.ipi_handler_ns: [500, 2000]``),
-to see how much a conclusion depends on them.
+to see how much a conclusion depends on them. The samples come from SciPy's
+``qmc.LatinHypercube``: a SciPy release that changes its algorithm changes them (and so the
+run ids of a sweep).
 """
 
 from __future__ import annotations

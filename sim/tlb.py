@@ -80,6 +80,7 @@ class TlbFlusher:
         """``on_each_cpu(func, info, wait=1)`` where func flushes ``pages`` (None: all) at a
         cost of ``flush_ns`` on each CPU; tells the safety checker when it has completed."""
         yield from cpu.settle()
+        cpu.preempt_count += 1  # on_each_cpu: preempt_disable()
         initiated = cpu.env.now
         targets, offsets = self.fanout(cpu.id)
         if len(targets):
@@ -89,6 +90,7 @@ class TlbFlusher:
             yield from cpu.wait_until(float(acks.max()))
         cpu.charge(flush_ns)
         yield from cpu.settle()
+        cpu.preempt_count -= 1
         start, end = pages if pages is not None else (0, 0)
         self.safety.flushed(initiated, start, end, pages is None, cpu.env.now, cpu.id)
         cpu.charge(refill_ns)

@@ -76,21 +76,25 @@ class Control:
     stop = False
 
 
-def irq_noise(env: simpy.Environment, irq: IrqState, ncpus: int, noise: IrqNoise,
-              rng: np.random.Generator) -> Generator[simpy.Event, None, None]:
+def irq_noise(env: simpy.Environment, irq: IrqState, cpus: list[Cpu], noise: IrqNoise,
+              rng: np.random.Generator, control: Control) -> Generator[simpy.Event, None, None]:
     """Device interrupts: Poisson arrivals at ``noise.rate`` per CPU, each running a handler
     of exponential duration (mean ``noise.mean``) on a uniformly chosen CPU. With
-    ``preempt_mean``, the interrupted task is then switched out for an exponential time:
-    the CPU still takes IPIs meanwhile, but the task's own next step waits."""
-    gaps = Stream(lambda n: rng.exponential(1e9 / (noise.rate * ncpus), n))
-    cpus = Stream(lambda n: rng.integers(0, ncpus, n))
+    ``preempt_mean``, an interrupted task that is preemptible (holds no spinlock, is not
+    waiting for IPI acks) is then switched out for an exponential time: the CPU still takes
+    IPIs meanwhile, but the task's own next step waits. Interrupts stop when the run drains."""
+    gaps = Stream(lambda n: rng.exponential(1e9 / (noise.rate * len(cpus)), n))
+    targets = Stream(lambda n: rng.integers(0, len(cpus), n))
     lengths = Stream(lambda n: rng.exponential(noise.mean, n))
     preempts = Stream(lambda n: rng.exponential(noise.preempt_mean, n)) \
         if noise.preempt_mean else None
-    while True:
+    while not control.stop:
         yield env.timeout(gaps.next())
+        cpu = cpus[targets.next()]
         switched_out = preempts.next() if preempts else 0.0
-        irq.deliver(np.array([cpus.next()]), np.array([env.now]), lengths.next(), switched_out)
+        if cpu.preempt_count:
+            switched_out = 0.0
+        irq.deliver(np.array([cpu.id]), np.array([env.now]), lengths.next(), switched_out)
 
 
 def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: Workload,

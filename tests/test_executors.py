@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,10 @@ def test_failure_in_a_worker_process(tmp_path: Path) -> None:
     assert bad["error"].startswith("ValidationError") and bad["spec"]["config"]["cpus"] == 0
     assert len(outcome.results) == 8
     assert json.loads((tmp_path / "runs" / f"{bad['run_id']}.json").read_text()) == bad
+
+
+def test_dask_executor_without_dask(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    assert _run(tmp_path, "--executor", "dask", "-j", "1") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'vmapsim[dask]'" in err
