@@ -36,6 +36,7 @@ TABLE_METRICS = [
     ("purges", "purges", "count"),
     ("vmap_area_lock_wait_ns", "vmap_area_lock wait", "ns"),
     ("alloc_failures", "alloc fails", "count"),
+    ("safety_violations", "violations", "count"),
 ]
 
 
