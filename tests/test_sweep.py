@@ -208,13 +208,8 @@ ERRORS = [
 
 
 @pytest.mark.parametrize("text,args,fragment", ERRORS)
-def test_bad_sweep_one_line_exit_2(tmp_path: Path, capsys, text, args, fragment) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(text)
-    assert main(["check", str(bad), *args]) == 2
-    err = capsys.readouterr().err
-    assert fragment in err
-    assert err.count("\n") == 1 and "Traceback" not in err
+def test_bad_sweep_one_line_exit_2(bad_input, text, args, fragment) -> None:
+    bad_input(text, args, fragment)
 
 
 def test_check_counts_zipped_points(tmp_path: Path, capsys) -> None:
