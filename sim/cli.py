@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .capacity import Capacity, Limit, capacity_search
@@ -19,8 +20,13 @@ from .mm.variants import presets
 from .plots import available as plots_available
 from .progress import on_terminal
 from .report import REPORT, format_table, report_directory
+from .run import RunSpec
 from .runner import ExperimentResult, run_experiment
+from .trace import parse_window, pick_run, trace_run
 from .units import format_ns
+
+TRACES = "traces"
+"""``DIR/traces/<run_id>.json``: the timelines written by ``--trace-window``."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="write the tables only (no plots, no report.md)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="print only the table (no progress bar, no notes)")
+    run.add_argument("--trace-window", metavar="START..END",
+                     help="after the sweep, rerun one run in this process with tracing and "
+                     "write what each CPU did in simulated time START..END (e.g. 1ms..2ms) "
+                     "to DIR/traces/<run_id>.json, for Perfetto or chrome://tracing")
+    run.add_argument("--trace-run", metavar="RUN_ID",
+                     help="the run to trace: a run id or a unique prefix of one (default: "
+                     "the experiment's first run)")
 
     report = sub.add_parser("report", help="write the tables, plots and report.md of an "
                             "output directory from its run files")
@@ -110,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     out = Path(args.output) if args.output else Path("results") / experiment.name
     jobs, executor = _execution(args)
+    traced = _trace_target(args, experiment)
     note = None if args.quiet else _note
     if note:
         note(f"{experiment.name}: {len(experiment.specs())} runs "
@@ -125,7 +139,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.no_report:
             note(f"report: {out / REPORT}" + ("" if plots_available() else
                  " (tables only: plots need pip install 'vmapsim[plots]')"))
-    return _failures(outcome, experiment, out)
+    status = _trace(*traced, out, note) if traced else 0
+    return max(_failures(outcome, experiment, out), status)
+
+
+def _trace_target(args: argparse.Namespace, experiment: Experiment
+                  ) -> tuple[RunSpec, tuple[float, float]] | None:
+    """``--trace-window`` and ``--trace-run``, checked before the sweep starts."""
+    if args.trace_window is None:
+        if args.trace_run is not None:
+            raise ConfigError("--trace-run needs --trace-window", "command line")
+        return None
+    window = parse_window(args.trace_window)
+    return pick_run(experiment.specs(), args.trace_run), window
+
+
+def _trace(spec: RunSpec, window: tuple[float, float], out: Path,
+           note: Callable[[str], None] | None) -> int:
+    """Rerun ``spec`` here with a tracer and write ``DIR/traces/<run_id>.json``. Runs are
+    deterministic, so its metrics are the sweep's. The exit status: 1 if the run fails."""
+    path = out / TRACES / f"{spec.run_id}.json"
+    try:
+        _, tracer = trace_run(spec, *window, path)
+    except Exception as exc:  # the sweep's results stand; say why there is no full trace
+        print(f"vmapsim: tracing run {spec.run_id} failed: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
+    if note:
+        end = spec.config["warmup"] + spec.config["duration"]
+        hint = "" if tracer.events else f"; the run's window ends at {format_ns(end)}"
+        note(f"trace: {path} ({tracer.summary()}{hint}); open it in https://ui.perfetto.dev "
+             "or chrome://tracing")
+    return 0
 
 
 def _note(text: str) -> None:

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 
 from .locks import SpinLock
+
+if TYPE_CHECKING:
+    from .trace import Tracer
 
 
 class IrqState:
@@ -28,19 +32,24 @@ class IrqState:
         """Time at which the handlers queued on each CPU finish (vectorised fan-out)."""
         self.handlers: list[deque[tuple[float, float, float]]] = [deque() for _ in range(ncpus)]
         """Per CPU, in time order: (start, end, work left behind) of each handler."""
+        self.tracer: Tracer | None = None
+        """Records every handler on its target; None: off."""
 
     def deliver(self, targets: np.ndarray, arrivals: np.ndarray, handler_ns: float,
-                leftover_ns: float = 0.0) -> np.ndarray:
+                leftover_ns: float = 0.0, name: str = "irq") -> np.ndarray:
         """Run a handler of ``handler_ns`` on each target from its arrival; return ack times.
 
         Handlers on one CPU run one after another. ``leftover_ns`` is work the handler leaves
-        the CPU without delaying the ack (refilling the TLB after a full flush).
+        the CPU without delaying the ack (refilling the TLB after a full flush). ``name``
+        names the handler in a trace.
         """
         start = np.maximum(arrivals, self.busy_until[targets])
         done = start + handler_ns
         self.busy_until[targets] = done
         for cpu, s, e in zip(targets.tolist(), start.tolist(), done.tolist()):
             self.handlers[cpu].append((s, e, leftover_ns))
+        if self.tracer is not None:
+            self.tracer.handlers(name, targets, start, done)
         return done
 
 

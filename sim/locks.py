@@ -17,10 +17,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import simpy
 from simpy.events import NORMAL, Event
+
+if TYPE_CHECKING:
+    from .trace import Tracer
 
 Handoff = Callable[[Any, Any, int], float]
 """handoff(previous_holder, next_holder, cores_holding_or_waiting) -> ns."""
@@ -57,7 +60,7 @@ class LockStat:
 class SpinLock:
     """A FIFO spinlock. ``who`` is any hashable holder identity (a simulated CPU)."""
 
-    __slots__ = ("env", "name", "handoff", "holder", "granted_at", "waiters", "stat")
+    __slots__ = ("env", "name", "handoff", "holder", "granted_at", "waiters", "stat", "tracer")
 
     def __init__(self, env: simpy.Environment, name: str, handoff: Handoff = no_handoff) -> None:
         self.env = env
@@ -67,6 +70,8 @@ class SpinLock:
         self.granted_at = 0.0
         self.waiters: deque[tuple[Any, Event, float]] = deque()
         self.stat = LockStat()
+        self.tracer: Tracer | None = None
+        """Records holds and contended waits (the holders are then CPUs); None: off."""
 
     def acquire(self, who: Any) -> Event | None:
         """``spin_lock()``: ``None`` if taken at once, else an event fired on handover."""
@@ -94,6 +99,9 @@ class SpinLock:
             raise RuntimeError(f"{self.name}: released by {who!r}, held by {self.holder!r}")
         now = self.env.now
         self.stat.record_hold(now - self.granted_at)
+        tracer = self.tracer
+        if tracer is not None:
+            tracer.lock_hold(who.id, self.name, self.granted_at, now)
         if not self.waiters:
             self.holder = None
             return
@@ -102,6 +110,8 @@ class SpinLock:
         self.holder = following
         self.granted_at = now + delay
         self.stat.record_wait(self.granted_at - arrived)
+        if tracer is not None:
+            tracer.lock_wait(following.id, self.name, arrived, self.granted_at)
         # Event.succeed() with a delay: what simpy.Timeout does internally.
         event._ok = True
         event._value = None

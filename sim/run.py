@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -24,6 +24,9 @@ from .schema import RunConfig
 from .stop import OpsLimitedMetrics
 from .tlb import TlbFlusher
 from .workload import Control, irq_noise, place_background, vmalloc_loop
+
+if TYPE_CHECKING:
+    from .trace import Tracer
 
 PURPOSES = {"background": 1, "workload": 2, "irq": 3}
 """Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
@@ -169,10 +172,13 @@ class Simulation:
         return {lock.name: vars(lock.stat).copy() for lock in self.vm.locks}
 
 
-def run(spec: RunSpec) -> dict[str, Any]:
-    """Simulate one spec; the result embeds the spec, its id and lock_stat."""
+def run(spec: RunSpec, tracer: Tracer | None = None) -> dict[str, Any]:
+    """Simulate one spec; the result embeds the spec, its id and lock_stat. A
+    :class:`~sim.trace.Tracer` records the run's timeline without changing its result."""
     config = RunConfig.model_validate(spec.config)
     sim = Simulation(config, spec.entropy)
+    if tracer is not None:
+        tracer.attach(sim)
     metrics = sim.run()
     return {"run_id": spec.run_id, "spec": spec.to_dict(), "metrics": metrics,
             "lock_stat": sim.lock_stats(), "safety": sim.safety.examples, "status": "ok"}

@@ -15,6 +15,7 @@ target's global TLB entries; refilling them is charged to the target after the a
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
@@ -23,6 +24,9 @@ from .cpu import Cpu, IrqState
 from .machine import Machine
 from .metrics import Metrics
 from .safety import SafetyChecker
+
+if TYPE_CHECKING:
+    from .trace import Tracer
 
 
 class TlbFlusher:
@@ -36,6 +40,8 @@ class TlbFlusher:
         self.safety = safety
         self.ceiling = machine.profile.tlb_single_page_flush_ceiling
         self._fanout: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.tracer: Tracer | None = None
+        """Records each flush on its sender; None: off."""
 
     def fanout(self, sender: int) -> tuple[np.ndarray, np.ndarray]:
         """Targets of an IPI broadcast from ``sender`` and each one's arrival offset (ns)."""
@@ -85,7 +91,9 @@ class TlbFlusher:
         targets, offsets = self.fanout(cpu.id)
         if len(targets):
             handler = self.machine.costs.ipi_handler_ns + flush_ns
-            acks = self.irq.deliver(targets, initiated + offsets, handler, refill_ns)
+            acks = self.irq.deliver(targets, initiated + offsets, handler, refill_ns,
+                                    "do_flush_tlb_all" if pages is None
+                                    else "do_kernel_range_flush")
             self.metrics.ipis += len(targets)
             yield from cpu.wait_until(float(acks.max()))
         cpu.charge(flush_ns)
@@ -93,4 +101,6 @@ class TlbFlusher:
         cpu.preempt_count -= 1
         start, end = pages if pages is not None else (0, 0)
         self.safety.flushed(initiated, start, end, pages is None, cpu.env.now, cpu.id)
+        if self.tracer is not None:
+            self.tracer.flush(cpu.id, initiated, cpu.env.now, pages, len(targets))
         cpu.charge(refill_ns)

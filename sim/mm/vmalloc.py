@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import simpy
 
@@ -34,6 +35,9 @@ from .busy_tree import BusyTree
 from .lazy import LAZY_LISTS
 from .purge_lock import NoPurgeLock, PurgeLock, RefcountPurgeLock, SpinPurgeLock
 from .vmap_area import VM_VM_AREA, VmapArea
+
+if TYPE_CHECKING:
+    from ..trace import Tracer
 
 Gen = Generator[simpy.Event, None, None]
 
@@ -99,6 +103,8 @@ class VmallocModel:
                                if lazy_max_pages == "auto" else int(lazy_max_pages))
         self.vstart = 0
         self.vend = machine.profile.vmalloc_space
+        self.tracer: Tracer | None = None
+        """Records operations and purges on their CPU; None: off."""
 
     @property
     def locks(self) -> list[SpinLock]:
@@ -146,11 +152,15 @@ class VmallocModel:
         va = yield from self.alloc_vmap_area(cpu, nr_pages + 1, 1)  # + guard page
         if va is None:
             self.metrics.alloc_failures += 1
+            if self.tracer is not None:
+                self.tracer.op(cpu.id, "vmalloc", began, self.now(cpu), nr_pages, failed=True)
             return None
         # __vmalloc_area_node: alloc_page() per page, then map_vm_area()
         cpu.charge(nr_pages * (c.page_alloc_ns + c.map_page_ns))
         self.metrics.vmalloc.record(self.now(cpu) - began)
         self.metrics.ops += 1
+        if self.tracer is not None:
+            self.tracer.op(cpu.id, "vmalloc", began, self.now(cpu), nr_pages)
         return va
 
     def alloc_vmap_area(self, cpu: Cpu, size: int, align: int
@@ -215,6 +225,8 @@ class VmallocModel:
         cpu.charge(va.nr_pages * c.page_free_ns + 2 * c.kmalloc_ns)
         self.metrics.vfree.record(self.now(cpu) - began)
         self.metrics.ops += 1
+        if self.tracer is not None:
+            self.tracer.op(cpu.id, "vfree", began, self.now(cpu), va.nr_pages)
 
     def find_vmap_area(self, cpu: Cpu, addr: int) -> Generator[simpy.Event, None, VmapArea]:
         """``find_vmap_area``: an rbtree lookup under vmap_area_lock."""
@@ -266,6 +278,7 @@ class VmallocModel:
         """``__purge_vmap_area_lazy(&start, &end, sync, force_flush)``; ``start``/``end`` come
         in as the range the caller already needs flushed (ULONG_MAX/0, here vend/vstart, for
         none)."""
+        called = self.now(cpu)
         if not sync and not force_flush:
             entered = yield from self.purge_lock.try_enter(cpu)
             if not entered:
@@ -294,6 +307,8 @@ class VmallocModel:
         yield from self.purge_lock.exit(cpu)
         self.metrics.purge.record(self.now(cpu) - began)
         self.metrics.purge_areas += len(valist)
+        if self.tracer is not None:
+            self.tracer.purge(cpu.id, called, self.now(cpu), sync, len(valist), nr)
 
     def _subtract_lazy(self, cpu: Cpu, areas: list[VmapArea]) -> None:
         for va in areas:
@@ -368,3 +383,5 @@ class VmallocModel:
         cpu.charge(nr_pages * c.clflush_page_ns)  # ... then clflush the pages
         self.metrics.set_memory.record(self.now(cpu) - began)
         self.metrics.ops += 1
+        if self.tracer is not None:
+            self.tracer.op(cpu.id, "set_memory", began, self.now(cpu), nr_pages)
