@@ -56,6 +56,8 @@ class Experiment:
     seed: int
     origins: Origins
     baseline: str | None = None
+    rank: tuple[str, str] = ("ops_per_sec", "max")
+    """(metric, goal) on which an uncertainty sweep ranks the variants."""
 
     @property
     def swept_keys(self) -> list[str]:
@@ -144,7 +146,8 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
         raise origins.error(f"unknown variant '{top.baseline}'{did_you_mean(top.baseline, names)}"
                             f" (variants: {', '.join(names)})", ("baseline",))
     experiment = Experiment(top.name, top.description, doc.file, base, variants, sweep,
-                            top.replications, top.seed, origins, top.baseline)
+                            top.replications, top.seed, origins, top.baseline,
+                            (top.rank.metric, top.rank.goal))
     for point in experiment.points():
         experiment.resolve_point(point, variants[0])
     return experiment

@@ -22,10 +22,12 @@ from .store import (
     read_run,
     summary_rows,
     write_atomic,
+    write_csv,
     write_lock_stat,
     write_paired,
     write_summary,
 )
+from .uncertainty import sensitivities, win_fractions
 from .units import format_ns
 
 TABLE_METRICS = [
@@ -88,6 +90,8 @@ class Report:
     rows: list[dict[str, Any]]
     paired: list[dict[str, Any]]
     plots: list[Path] = field(default_factory=list)
+    wins: list[dict[str, Any]] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
     path: Path | None = None
 
 
@@ -101,7 +105,19 @@ def write_tables(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]
     if manifest.baseline:
         write_paired(out_dir, paired, swept)
     write_lock_stat(out_dir, results, swept)
-    return Report(rows, paired)
+    report = Report(rows, paired)
+    if manifest.sampled_keys:
+        metric, goal = manifest.rank
+        report.wins = win_fractions(rows, swept, manifest.sampled_keys, manifest.variants,
+                                    metric, goal)
+        report.sensitivity = sensitivities(rows, swept, manifest.sampled_keys, report.wins,
+                                           metric, goal)
+        fixed = [k for k in swept if k not in manifest.sampled_keys]
+        write_csv(out_dir / "wins.csv", report.wins,
+                  [*fixed, "variant", "win_fraction", "samples"])
+        write_csv(out_dir / "sensitivity.csv", report.sensitivity,
+                  [*fixed, "key", "winner", "runner_up", "spearman_rho", "samples"])
+    return report
 
 
 def write_report(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]],
@@ -161,6 +177,8 @@ def markdown(manifest: Manifest, results: list[dict[str, Any]], report: Report,
                 "(same random streams), then the mean and 95% t-interval of those "
                 "differences. An interval that excludes 0 is marked `*`.", ""]
         out += _markdown_table(report.paired, manifest.swept_keys, ["variant"], signed=True)
+    if manifest.sampled_keys:
+        out += ["", *_uncertainty_section(manifest, report)]
     if failed:
         out += ["", "## Failed runs", ""]
         out += [f"* `{r['run_id']}` {_describe(r, manifest.swept_keys)}: "
@@ -170,6 +188,28 @@ def markdown(manifest: Manifest, results: list[dict[str, Any]], report: Report,
             "`/proc/lock_stat` (times in us).", "", "<details><summary>lock_stat.txt"
             "</summary>", "", "```", lock_stat.rstrip("\n"), "```", "", "</details>", ""]
     return "\n".join(out)
+
+
+def _uncertainty_section(manifest: Manifest, report: Report) -> list[str]:
+    """Win fractions and the most influential sampled key, per point of the other keys."""
+    metric, goal = manifest.rank
+    fixed = [k for k in manifest.swept_keys if k not in manifest.sampled_keys]
+    out = [f"## Robustness: which variant wins across {', '.join(manifest.sampled_keys)}", "",
+           f"Over the Latin-hypercube samples, the fraction in which each variant has the "
+           f"{'highest' if goal == 'max' else 'lowest'} `{metric}` "
+           "([wins.csv](wins.csv)), and the Spearman correlation between each sampled key "
+           "and the winner's margin over the runner-up ([sensitivity.csv](sensitivity.csv)).",
+           "", "| " + " | ".join([*fixed, "variant", "wins", "most influential key (rho)"])
+           + " |", "|" + "---|" * (len(fixed) + 3)]
+    for w in report.wins:
+        same = [s for s in report.sensitivity if all(s.get(k) == w.get(k) for k in fixed)]
+        top = max(same, key=lambda s: abs(s["spearman_rho"]) if _finite(s["spearman_rho"])
+                  else -1.0, default=None)
+        influence = f"{top['key']} ({top['spearman_rho']:+.2f})" if top and \
+            _finite(top["spearman_rho"]) else "-"
+        out.append("| " + " | ".join([*(str(w.get(k)) for k in fixed), w["variant"],
+                                      f"{w['win_fraction']:.0%}", influence]) + " |")
+    return out
 
 
 def _markdown_table(rows: list[dict[str, Any]], swept: list[str], lead: list[str],

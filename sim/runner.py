@@ -65,7 +65,7 @@ def manifest_of(experiment: Experiment, specs: list[RunSpec]) -> Manifest:
     return Manifest(experiment.name, experiment.description, experiment.seed,
                     experiment.replications, experiment.swept_keys, experiment.variant_names,
                     experiment.baseline, [spec.run_id for spec in specs],
-                    experiment.sweep.sampled_keys)
+                    experiment.sweep.sampled_keys, list(experiment.rank))
 
 
 def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jobs: int = 1,

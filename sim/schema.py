@@ -199,6 +199,13 @@ def _largest(dist: FixedDist | UniformDist | ChoiceDist) -> int:
     return max(dist.values)
 
 
+class Rank(Strict):
+    """Which metric decides which variant is best, and whether higher or lower wins."""
+
+    metric: str = "ops_per_sec"
+    goal: Literal["max", "min"] = "max"
+
+
 class ExperimentFile(Strict):
     """The top level of an experiment file, before catalog names are resolved."""
 
@@ -216,5 +223,7 @@ class ExperimentFile(Strict):
     seed: int = Field(default=0, ge=0)
     baseline: str | None = Field(
         default=None, description="a variant name: report paired differences against it")
+    rank: Rank = Field(default_factory=lambda: Rank(),
+                       description="the metric on which an uncertainty sweep ranks variants")
     sweep: dict[str, Any] = Field(
         default_factory=dict, description="factors and zipped groups; checked by sim/sweep.py")

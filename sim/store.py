@@ -59,6 +59,8 @@ class Manifest:
     run_ids: list[str]
     sampled_keys: list[str] = field(default_factory=list)
     """Swept keys whose values are sampled (``lhs``): plotted as scatter, not as lines."""
+    rank: list[str] = field(default_factory=lambda: ["ops_per_sec", "max"])
+    """Metric and goal on which an uncertainty sweep ranks the variants."""
 
 
 def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
