@@ -1,4 +1,5 @@
-"""The progress bar of a sweep: one step per finished run, with an ETA, on stderr.
+"""Progress bars on stderr: one step per finished run, with an ETA, for a sweep; simulated
+time for a single run.
 
 Shown only on a terminal; silent in pipes, in files and with ``--quiet``.
 """
@@ -35,3 +36,20 @@ class Progress:
 def on_terminal(quiet: bool) -> bool:
     """Whether to show progress: not ``--quiet`` and stderr is a terminal."""
     return not quiet and sys.stderr.isatty()
+
+
+class SimTimeProgress:
+    """A tqdm bar over the simulated time of one long run (percent done)."""
+
+    def __init__(self, label: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, unit="%", desc=f"simulated time ({label})", file=sys.stderr,
+                        dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<"
+                        "{remaining}]")
+
+    def __call__(self, fraction: float) -> None:
+        self.bar.update(round(fraction * 100) - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()

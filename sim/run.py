@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,8 @@ from .workload import Control, irq_noise, place_background, vmalloc_loop
 if TYPE_CHECKING:
     from .trace import Tracer
 
+PROGRESS_STEPS = 100
+"""Slices of a run whose simulated-time progress is shown."""
 PURPOSES = {"background": 1, "workload": 2, "irq": 3}
 """Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
 
@@ -106,7 +109,7 @@ class Simulation:
         yield self.env.timeout(at)
         self.end_warmup()
 
-    def run(self) -> dict[str, float]:
+    def run(self, progress: Callable[[float], None] | None = None) -> dict[str, float]:
         """Simulate warm-up and window, collect the window's metrics, then drain the run for
         the safety checker."""
         self.start_workload()
@@ -114,13 +117,23 @@ class Simulation:
             self.env.process(self._warmup(self.config.warmup))
         end = self.config.warmup + self.config.duration
         if self.config.ops is None:
-            self.env.run(until=end)
+            self._run_until(end, progress)
         else:  # the window's ops-th operation, or the duration cap
             self.env.run(until=self.env.any_of([self.metrics.done, self.env.timeout(end)]))
         metrics = self.collect()
         self.drain()
         metrics.update(self.safety.metrics())
         return metrics
+
+    def _run_until(self, end: float, progress: Callable[[float], None] | None) -> None:
+        """``env.run(until=end)``, in slices that report the simulated fraction done when a
+        ``progress`` callback is given (slicing changes no event's order)."""
+        if progress is None:
+            self.env.run(until=end)
+            return
+        for step in range(1, PROGRESS_STEPS + 1):
+            self.env.run(until=end * step / PROGRESS_STEPS)
+            progress(step / PROGRESS_STEPS)
 
     def drain(self) -> None:
         """Stop the workload, let every operation in flight finish, then one
@@ -172,13 +185,15 @@ class Simulation:
         return {lock.name: vars(lock.stat).copy() for lock in self.vm.locks}
 
 
-def run(spec: RunSpec, tracer: Tracer | None = None) -> dict[str, Any]:
+def run(spec: RunSpec, tracer: Tracer | None = None,
+        progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Simulate one spec; the result embeds the spec, its id and lock_stat. A
-    :class:`~sim.trace.Tracer` records the run's timeline without changing its result."""
+    :class:`~sim.trace.Tracer` records the run's timeline and ``progress`` receives the
+    fraction of simulated time done, neither changing the result."""
     config = RunConfig.model_validate(spec.config)
     sim = Simulation(config, spec.entropy)
     if tracer is not None:
         tracer.attach(sim)
-    metrics = sim.run()
+    metrics = sim.run(progress)
     return {"run_id": spec.run_id, "spec": spec.to_dict(), "metrics": metrics,
             "lock_stat": sim.lock_stats(), "safety": sim.safety.examples, "status": "ok"}

@@ -20,7 +20,7 @@ from .executors import default_jobs, open_executor
 from .experiment import Experiment
 from .paired import paired_rows
 from .plots import available as plots_available
-from .progress import Progress
+from .progress import Progress, SimTimeProgress
 from .report import write_report, write_tables
 from .resume import finished_runs, prepare_output
 from .run import RunSpec, run
@@ -46,10 +46,11 @@ class ExperimentResult:
         return [r for r in self.results if r.get("status") != "ok"]
 
 
-def run_safely(spec: RunSpec) -> dict[str, Any]:
+def run_safely(spec: RunSpec, progress: Callable[[float], None] | None = None
+               ) -> dict[str, Any]:
     """``run(spec)``, with an exception turned into a failed-run record."""
     try:
-        return run(spec)
+        return run(spec, progress=progress)
     except Exception as exc:  # a failed run must not stop the sweep
         return failed_result(spec, exc)
 
@@ -91,8 +92,10 @@ def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jo
             done = _resumable(out, specs, log)
         write_manifest(out, manifest_of(experiment, specs))
     todo = [spec for spec in specs if spec.run_id not in done]
-    bar = Progress(len(specs), len(done), progress)
-    stream = _execute(todo, executor, jobs, scheduler)
+    single = progress and len(todo) == 1 and scheduler is None and executor == "local"
+    bar = Progress(len(specs), len(done), progress and not single)
+    stream = _single_with_time_bar(todo[0]) if single else \
+        _execute(todo, executor, jobs, scheduler)
     try:
         for result in stream:
             done[result["run_id"]] = result
@@ -104,6 +107,15 @@ def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jo
         bar.close()
     results = [done[spec.run_id] for spec in specs]
     return _summarise(experiment, specs, results, out, report, len(specs) - len(todo))
+
+
+def _single_with_time_bar(spec: RunSpec) -> Generator[dict[str, Any], None, None]:
+    """One run in this process, with a bar over its simulated time."""
+    bar = SimTimeProgress(spec.variant)
+    try:
+        yield run_safely(spec, bar)
+    finally:
+        bar.close()
 
 
 def _resumable(out: Path, specs: list[RunSpec], log: Callable[[str], None] | None
