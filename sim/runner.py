@@ -50,7 +50,7 @@ def run_safely(spec: RunSpec, progress: Callable[[float], None] | None = None
                ) -> dict[str, Any]:
     """``run(spec)``, with an exception turned into a failed-run record."""
     try:
-        return run(spec, progress=progress)
+        return run(spec) if progress is None else run(spec, progress=progress)
     except Exception as exc:  # a failed run must not stop the sweep
         return failed_result(spec, exc)
 
