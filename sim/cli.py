@@ -1,8 +1,10 @@
 """The ``vmapsim`` command: run, check and list experiments; report an output directory;
 search a capacity.
 
-Exit codes: 0 success, 1 a run failed, 2 bad input (one line on stderr, no traceback),
-130 interrupted (finished runs are kept; ``--resume`` continues).
+Exit codes: 0 success, 1 a run failed or the output could not be written mid-run (a full
+disk: finished runs are kept), 2 bad input, an output directory that cannot be written or one
+holding another experiment's runs (one line on stderr, no traceback), 130 interrupted
+(finished runs are kept; ``--resume`` continues).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .progress import on_terminal
 from .report import REPORT, format_table, report_directory
 from .run import RunSpec
 from .runner import ExperimentResult, run_experiment
+from .store import OutputError
 from .trace import parse_window, pick_run, trace_run
 from .units import format_ns
 
@@ -290,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vmapsim: error: {exc}", file=sys.stderr)
         return 2
+    except OutputError as exc:  # the disk filled (or went away) mid-run
+        print(f"vmapsim: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # any other failure to read or write a file: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vmapsim: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vmapsim: interrupted; finished runs are kept (rerun with --resume to "
               "continue)", file=sys.stderr)

@@ -8,6 +8,7 @@ size, depth and alias expansion.
 
 from __future__ import annotations
 
+import codecs
 import copy
 import difflib
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ MAX_NODES = 200_000
 """Most YAML nodes one document may expand to (stops alias bombs)."""
 MAX_DEPTH = 64
 """Deepest nesting accepted in one document."""
+PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+"""The only tags a mapping or list may carry (the ones YAML gives it without an explicit tag)."""
+MAX_KEY_CHARS = 80
+"""Longer key paths are shortened in messages (a deeply nested document stays one short line)."""
+
 
 class ConfigError(Exception):
     """A configuration problem a user can fix; rendered as one line ``file:line: key: message``."""
@@ -38,7 +44,18 @@ class ConfigError(Exception):
         if self.line is not None:
             where += f":{self.line}"
         key = dotted(self.path)
-        return f"{where}: {key}: {self.message}" if key else f"{where}: {self.message}"
+        if len(key) > MAX_KEY_CHARS:
+            half = MAX_KEY_CHARS // 2 - 2
+            key = f"{key[:half]}...{key[-half:]}"
+        text = f"{where}: {key}: {self.message}" if key else f"{where}: {self.message}"
+        return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a key, say) escaped: one printable line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def dotted(path: tuple) -> str:
@@ -114,6 +131,13 @@ class _Converter:
             raise ConfigError(f"nesting deeper than {MAX_DEPTH} levels",
                               self.file, node.start_mark.line + 1, path)
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.CollectionNode) and node.tag not in PLAIN_TAGS:
+            # scalars go through the safe constructor, which refuses unknown tags; mappings
+            # and lists are built here, so an explicit tag on one must be refused here too
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise ConfigError(f"unsupported YAML tag '{tag}' (only plain mappings, "
+                              "lists and scalars are accepted)", self.file,
+                              node.start_mark.line + 1, path)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -141,7 +165,14 @@ def parse_yaml_text(text: str, file: str) -> Document:
     """Parse one YAML document from ``text``; every problem is a :class:`ConfigError`."""
     if not text.strip():
         raise ConfigError("the file is empty; expected a YAML mapping", file, 1)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow in a file
+        line = text[: exc.position].count("\n") + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError(f"the character U+{code:04X} (column {column}) is not allowed in "
+                          "YAML", file, line) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -149,10 +180,7 @@ def parse_yaml_text(text: str, file: str) -> Document:
         converter = _Converter(loader, file)
         data = converter.convert(node, (), 0)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
-        raise ConfigError(f"YAML syntax error: {problem}", file, line) from None
+        raise _syntax_error(exc, text, file) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML error: {' '.join(str(exc).split())}", file) from None
     except RecursionError:
@@ -165,6 +193,20 @@ def parse_yaml_text(text: str, file: str) -> Document:
     return Document(data, file, converter.lines)
 
 
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str) -> ConfigError:
+    """One line for a YAML error: where it was found, and what was open there (an unclosed
+    quote or bracket is reported at its start, not at the end of the file)."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+    context = exc.context_mark
+    if exc.problem and exc.context and context is not None and context is not mark:
+        problem += f" ({' '.join(exc.context.split())} at line {context.line + 1})"
+        if mark is not None and mark.index >= len(text.rstrip()):
+            line = context.line + 1  # ran off the end: the thing left open is the clue
+    return ConfigError(f"YAML syntax error: {problem}", file, line)
+
+
 def load_yaml(path: str | Path) -> Document:
     """Read and parse a YAML file; unreadable, binary or empty files are :class:`ConfigError`."""
     name = str(path)
@@ -174,6 +216,8 @@ def load_yaml(path: str | Path) -> Document:
         raise ConfigError("no such file", name) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror}", name) from None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError("the file is UTF-16 text; save it as UTF-8", name, 1)
     if b"\0" in raw:
         raise ConfigError("this is a binary file, not YAML text", name, 1)
     try:
@@ -255,7 +299,7 @@ def set_dotted(data: dict, key: str, value: Any, origins: Origins) -> None:
             node[part] = {}
         child = node.get(part) if isinstance(node, dict) else None
         if not isinstance(child, dict):
-            choices = list(node) if isinstance(node, dict) else []
+            choices = [c for c in node if c != part] if isinstance(node, dict) else []
             raise origins.error(f"cannot set '{key}': '{part}' is not a mapping here"
                                 f"{did_you_mean(part, choices)}", parts[: depth + 1])
         node = child

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from .config import (
     Origins,
     catalog_names,
     did_you_mean,
+    dotted,
     load_reference,
     load_yaml,
     parse_override,
@@ -88,7 +90,10 @@ class Experiment:
         data = copy.deepcopy(self.base)
         data["variant"] = variant
         for key, value in point.items():
-            set_dotted(data, key, value, self.origins)
+            try:
+                set_dotted(data, key, value, self.origins)
+            except ConfigError as exc:  # the swept key is at fault: point at its sweep entry
+                raise self.origins.error(exc.message, self.sweep.key_path(key)) from None
         if data.get("cpus") is None:
             data["cpus"] = data["machine"].get("cpus") if isinstance(data["machine"], dict) \
                 else None
@@ -96,7 +101,23 @@ class Experiment:
             model = RunConfig.model_validate(data)
         except ValidationError as exc:
             raise config_error(exc, data, RunConfig, self.origins, point, self.sweep) from None
-        return model.model_dump(mode="json")
+        config = model.model_dump(mode="json")
+        self._check_finite(config, (), point)
+        return config
+
+    def _check_finite(self, node: Any, path: tuple, point: dict[str, Any]) -> None:
+        """Refuse an infinite or NaN number anywhere in a run configuration (``.inf`` is valid
+        YAML, and a cost or rate of infinity would stall a run)."""
+        if isinstance(node, dict):
+            for key, value in node.items():
+                self._check_finite(value, path + (key,), point)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                self._check_finite(value, path + (i,), point)
+        elif isinstance(node, float) and not math.isfinite(node):
+            key = dotted(path)
+            where = self.sweep.value_path(key, point[key]) if key in point else path
+            raise self.origins.error(f"expected a finite number, found {node}", where)
 
 
 def _stable_hash(point: dict[str, Any]) -> int:
@@ -131,6 +152,7 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
         top = ExperimentFile.model_validate(doc.data)
     except ValidationError as exc:
         raise config_error(exc, doc.data, ExperimentFile, origins) from None
+    _check_name(top.name, origins)
     base = _resolve_base(top, doc, origins)
     raw_sweep = copy.deepcopy(top.sweep)
     _apply_overrides(base, late, origins, raw_sweep)
@@ -151,6 +173,13 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     for point in experiment.points():
         experiment.resolve_point(point, variants[0])
     return experiment
+
+
+def _check_name(name: str, origins: Origins) -> None:
+    """The name is the default output directory (``results/<name>``): one plain path part."""
+    if not name.strip() or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise origins.error("expected a name usable as a directory name (no '/', no leading "
+                            f"'.'), found {name!r}", ("name",))
 
 
 def _apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]], origins: Origins,
@@ -174,11 +203,13 @@ def _apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]], ori
 
 def _mark_override(origins: Origins, key: str) -> None:
     """Errors in a value set by ``--set key`` point at the override, not at the file lines
-    of the value it replaced."""
+    of the value it replaced (nor at the file for a mapping the override creates)."""
     path = ("sweep", key.removeprefix("sweep.")) if key.startswith("sweep.") \
         else tuple(key.split("."))
     for known in [p for p in origins.entries if p[:len(path)] == path]:
         del origins.entries[known]
+    for n in range(1, len(path)):
+        origins.entries.setdefault(path[:n], ("--set " + key, None))
     origins.entries[path] = ("--set " + key, None)
 
 

@@ -118,5 +118,6 @@ class SpinLock:
         self.env.schedule(event, NORMAL, delay)
 
     def reset_stat(self) -> None:
-        """Start a fresh lock_stat window (end of warm-up)."""
-        self.stat = LockStat()
+        """Start a fresh lock_stat window (end of warm-up), in place: locks of one lock class
+        share their LockStat."""
+        vars(self.stat).update(vars(LockStat()))

@@ -60,6 +60,7 @@ class Metrics:
         self.set_memory = Histogram()
         self.purge = Histogram()
         self.purge_areas = 0
+        self.purge_nodes = 0
         self.tlb_flush_full = 0
         self.tlb_flush_range = 0
         self.ipis = 0

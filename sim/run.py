@@ -136,10 +136,14 @@ class Simulation:
             progress(step / PROGRESS_STEPS)
 
     def drain(self) -> None:
-        """Stop the workload, let every operation in flight finish, then one
-        ``vm_unmap_aliases()``: any lazily freed area left is one the variant lost."""
+        """Stop the workload, let every operation in flight and any queued drain work (5.18)
+        finish, then one ``vm_unmap_aliases()``: any lazily freed area left is one the
+        variant lost."""
         self.control.stop = True
         self.env.run(until=simpy.AllOf(self.env, self.workers))
+        work = self.vm.drain_vmap_work
+        while work.process is not None:  # the queued drain work finishes too
+            self.env.run(until=work.process)
         self.cpus[0].forget_idle_handlers()
         final = self.env.process(self.vm.vm_unmap_aliases(self.cpus[0]))
         self.env.run(until=final)
@@ -164,6 +168,7 @@ class Simulation:
             "purge_mean_ns": m.purge.mean(),
             "purge_max_ns": m.purge.max if m.purge.n else float("nan"),
             "purged_areas": m.purge_areas,
+            "purged_nodes": m.purge_nodes,
             "tlb_flush_full": m.tlb_flush_full,
             "tlb_flush_range": m.tlb_flush_range,
             "ipis": m.ipis,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import ConfigError
 from .executors import default_jobs, open_executor
 from .experiment import Experiment
 from .paired import paired_rows
@@ -24,7 +25,7 @@ from .progress import Progress, SimTimeProgress
 from .report import write_report, write_tables
 from .resume import finished_runs, prepare_output
 from .run import RunSpec, run
-from .store import Manifest, summary_rows, write_manifest, write_run
+from .store import RUNS, Manifest, OutputError, summary_rows, write_manifest, write_run
 
 __all__ = ["ExperimentResult", "default_jobs", "run_experiment", "run_safely"]
 
@@ -87,10 +88,15 @@ def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jo
     out = Path(out_dir) if out_dir is not None else None
     done: dict[str, dict[str, Any]] = {}
     if out is not None:
-        prepare_output(out, specs, resume, force)
-        if resume:
-            done = _resumable(out, specs, log)
-        write_manifest(out, manifest_of(experiment, specs))
+        try:
+            prepare_output(out, specs, resume, force)
+            if resume:
+                done = _resumable(out, specs, log)
+            write_manifest(out, manifest_of(experiment, specs))
+        except OSError as exc:  # the directory the user named cannot be written
+            raise ConfigError(f"cannot write to the output directory: {_reason(exc)}",
+                              str(out)) from None
+    kept = len(done)
     todo = [spec for spec in specs if spec.run_id not in done]
     single = progress and len(todo) == 1 and scheduler is None and executor == "local"
     bar = Progress(len(specs), len(done), progress and not single)
@@ -100,13 +106,31 @@ def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jo
         for result in stream:
             done[result["run_id"]] = result
             if out is not None:
-                write_run(out, result)
+                try:
+                    write_run(out, result)
+                except OSError as exc:
+                    raise OutputError(
+                        f"{out}: cannot write a run file: {_reason(exc)}; the sweep stopped; "
+                        f"{kept} finished run(s) are kept in {out / RUNS} (make room, then "
+                        "rerun with --resume)") from None
+                kept += 1
             bar.update(failed=result.get("status") != "ok")
     finally:
         stream.close()  # on Ctrl-C: stop the workers now, not when the traceback is freed
         bar.close()
     results = [done[spec.run_id] for spec in specs]
-    return _summarise(experiment, specs, results, out, report, len(specs) - len(todo))
+    try:
+        return _summarise(experiment, specs, results, out, report, len(specs) - len(todo))
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write the tables and report: {_reason(exc)}; all "
+                          f"{len(specs)} runs are kept in {out / RUNS} (make room, then run "
+                          f"'vmapsim report {out}')") from None
+
+
+def _reason(exc: OSError) -> str:
+    """``No space left on device`` (and the file, when the error names one)."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return f"{text} ({exc.filename})" if exc.filename else text
 
 
 def _single_with_time_bar(spec: RunSpec) -> Generator[dict[str, Any], None, None]:

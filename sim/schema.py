@@ -156,13 +156,27 @@ class Variant(Strict):
     base: str | None = None
     kernel: str = ""
     description: str = ""
-    lazy_list: Literal["full_walk", "llist"]
+    lazy_list: Literal["full_walk", "llist", "sorted_tree"]
     noflush_order: Literal["publish_then_read", "read_then_publish"]
     purge_lock: Literal["spin", "mutex", "none", "refcount"]
     free_lock_break: int = Field(ge=0, description="areas between cond_resched_lock(); 0: none")
     allocator: Literal["first_fit_cache", "augmented_tree"]
     lazy_in_busy_tree: bool
     spinlock: Literal["qspinlock", "ticket"] = "qspinlock"
+    purge_context: Literal["caller", "workqueue"] = Field(
+        default="caller", description="who purges past lazy_max_pages(): the freeing caller "
+                                      "(try_purge_vmap_area_lazy) or drain_vmap_work (5.18)")
+    vmap_nodes: bool = Field(
+        default=False, description="per-node busy trees and locks, min(cpus, 128) nodes, "
+                                   "and free_vmap_area_lock over the free tree only (6.9)")
+
+    @model_validator(mode="after")
+    def _nodes_need_the_free_tree(self) -> Variant:
+        if self.vmap_nodes and (self.allocator != "augmented_tree" or self.lazy_in_busy_tree):
+            raise ValueError("vmap_nodes needs allocator: augmented_tree and "
+                             "lazy_in_busy_tree: false (the 6.9 nodes split a busy tree that "
+                             "the allocator does not walk and that holds no lazy area)")
+        return self
 
 
 # --- a resolved run -------------------------------------------------------------------------

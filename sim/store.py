@@ -25,6 +25,11 @@ from typing import Any
 from .stats import t_interval
 
 
+class OutputError(Exception):
+    """The output directory could not be written in the middle of a sweep (a full disk, a
+    lost mount): the finished run files are kept; the message says what to do next."""
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that a crash leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)

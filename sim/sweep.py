@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ ZIP = "zip"
 LHS = "lhs"
 """The sweep key that holds a Latin-hypercube factor."""
 LHS_KEYS = ("samples", "ranges", "seed")
+MAX_POINTS = 100_000
+"""Most points a sweep may have (a typo such as ``samples: 1000000000`` must not hang ``check``)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,10 @@ def parse_sweep(raw: dict[str, Any], origins: Origins, seed: int = 0) -> Sweep:
             values = _values(value, path, origins)
             _claim(key, path, seen, origins)
             factors.append(Factor((key,), tuple((v,) for v in values), (path,)))
+    points = math.prod(len(factor.levels) for factor in factors)
+    if points > MAX_POINTS:
+        raise origins.error(f"the sweep has {points} points; at most {MAX_POINTS} are "
+                            "allowed (sweep fewer values, or split the experiment)", ("sweep",))
     for factor in factors:
         _check_distinct(factor, origins)
     return Sweep(tuple(factors))
@@ -173,6 +180,9 @@ def _sampled(spec: Any, origins: Origins, seen: dict[str, tuple], seed: int) -> 
             raise origins.error(f"unknown key '{key}'{did_you_mean(str(key), list(LHS_KEYS))} "
                                 f"(allowed: {', '.join(LHS_KEYS)})", base + (key,))
     samples = _count(spec.get("samples"), base + ("samples",), origins, minimum=1)
+    if samples > MAX_POINTS:
+        raise origins.error(f"expected at most {MAX_POINTS} samples, found {samples}",
+                            base + ("samples",))
     own_seed = spec.get("seed")
     if own_seed is not None:
         seed = _count(own_seed, base + ("seed",), origins, minimum=0)
@@ -185,8 +195,10 @@ def _sampled(spec: Any, origins: Origins, seen: dict[str, tuple], seed: int) -> 
         path = base + ("ranges", key)
         if not (isinstance(bound, list) and len(bound) == 2 and all(_number(b) for b in bound)
                 and bound[0] < bound[1]):
-            raise origins.error(f"expected [low, high] with low < high, found {_show(bound)}",
-                                path)
+            infinite = isinstance(bound, list) and any(
+                isinstance(b, float) and not math.isfinite(b) for b in bound)
+            raise origins.error("expected [low, high] with low < high"
+                                f"{' (finite)' if infinite else ''}, found {_show(bound)}", path)
         _claim(key, path, seen, origins)
         bounds.append((float(bound[0]), float(bound[1])))
         paths.append(path)
@@ -202,7 +214,9 @@ def _count(value: Any, path: tuple, origins: Origins, minimum: int) -> int:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
 def _values(value: Any, path: tuple, origins: Origins) -> list:

@@ -6,6 +6,7 @@ Times may be written as numbers (nanoseconds) or strings such as ``"20ms"``, ``"
 
 from __future__ import annotations
 
+import math
 import re
 
 PAGE_SIZE = 4096
@@ -21,13 +22,18 @@ def parse_time(value: object) -> float:
     """Return ``value`` in nanoseconds; raise ``ValueError`` with the accepted forms."""
     if isinstance(value, bool):
         raise ValueError(f"expected a time such as 20ms or 500 (ns), found {value!r}")
+    ns: float | None = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        ns = float(value)
+    elif isinstance(value, str):
         m = re.fullmatch(_NUMBER + r"(ns|us|µs|ms|s)\s*", value)
         if m:
-            return float(m.group(1)) * _TIME_UNITS[m.group(2)]
-    raise ValueError(f"expected a time such as 20ms, 1.5us or 500 (ns), found {value!r}")
+            ns = float(m.group(1)) * _TIME_UNITS[m.group(2)]
+    if ns is None:
+        raise ValueError(f"expected a time such as 20ms, 1.5us or 500 (ns), found {value!r}")
+    if not math.isfinite(ns):
+        raise ValueError(f"expected a finite time, found {value!r}")
+    return ns
 
 
 def parse_pages(value: object) -> int:
@@ -42,6 +48,8 @@ def parse_pages(value: object) -> int:
         m = re.fullmatch(_NUMBER + r"(B|KiB|MiB|GiB|TiB|pages?)\s*", value)
         if m:
             nbytes = float(m.group(1)) * _SIZE_UNITS[m.group(2)]
+            if not math.isfinite(nbytes):
+                raise ValueError(f"expected a finite size, found {value!r}")
             return int(-(-nbytes // PAGE_SIZE))
     raise ValueError(f"expected a size such as 4KiB, 2MiB or 16 (pages), found {value!r}")
 

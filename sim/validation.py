@@ -22,9 +22,17 @@ if typing.TYPE_CHECKING:
 def config_error(exc: ValidationError, data: Any, model: type[BaseModel], origins: Origins,
                   point: dict[str, Any] | None = None, sweep: Sweep | None = None,
                   prefix: tuple = ()) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
-    path = _data_path(data, err["loc"])
+    errors = exc.errors(include_url=False)
+    err = _first(errors)
+    path = _data_path(data, err["loc"], err["type"] == "missing")
+    if not path and err["type"] == "value_error":
+        path = _root_check_path(err["msg"], data)
     message = _message(err, model, path)
+    alternatives = [_message(e, model, path) for e in errors
+                    if e is not err and _data_path(data, e["loc"]) == path
+                    and e["type"] not in ("missing", "extra_forbidden")]
+    if alternatives and err["type"] not in ("missing", "extra_forbidden"):
+        message = _either([message, *alternatives])
     where = prefix + path
     for key, value in (point or {}).items():
         swept = tuple(key.split("."))
@@ -36,8 +44,47 @@ def config_error(exc: ValidationError, data: Any, model: type[BaseModel], origin
     return origins.error(message, where)
 
 
-def _data_path(data: Any, loc: tuple) -> tuple:
-    """Drop the union tags pydantic puts in error locations, keeping real keys."""
+def _first(errors: list[dict]) -> dict:
+    """The error to report: an unknown key first (a misspelt key also makes the key it was
+    meant to be missing, and "did you mean" is the better hint), else pydantic's first."""
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+
+
+ROOT_CHECKS = {"workload size": ("workload", "size")}
+"""Model-level checks (``model_validator``) whose message names the key at fault: the key path
+to locate them at, by the start of their message."""
+
+
+def _root_check_path(message: str, data: Any) -> tuple:
+    """The key path a model-level check is about (empty when unknown or not in the data)."""
+    text = message.removeprefix("Value error, ")
+    for start, path in ROOT_CHECKS.items():
+        node = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if text.startswith(start) and node is not None:
+            return path
+    return ()
+
+
+def _either(messages: list[str]) -> str:
+    """Join what each alternative of a union expected, keeping one ``found``:
+    ``input should be 'auto' or greater than or equal to 1, found 0``."""
+    parts, found = [], ""
+    for text in messages:
+        head, sep, tail = text.rpartition(", found ")
+        if sep:
+            text, found = head, sep + tail
+        if parts:
+            text = text.removeprefix("input should be ")
+        if text not in parts:
+            parts.append(text)
+    return " or ".join(parts) + found
+
+
+def _data_path(data: Any, loc: tuple, missing: bool = False) -> tuple:
+    """Drop the union tags pydantic puts in error locations, keeping real keys (and, for a
+    ``missing`` key, the last part: the key that is not there)."""
     path: list = []
     node = data
     for i, part in enumerate(loc):
@@ -47,7 +94,7 @@ def _data_path(data: Any, loc: tuple) -> tuple:
         if in_dict or in_list:
             path.append(part)
             node = node[part]
-        elif last and isinstance(node, dict):
+        elif last and missing and isinstance(node, dict):
             path.append(part)
     return tuple(path)
 
@@ -61,12 +108,13 @@ def _message(err: dict, model: type[BaseModel], path: tuple) -> str:
         return (f"unknown key '{path[-1]}'{did_you_mean(str(path[-1]), allowed)}"
                 + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
     text = err["msg"].removeprefix("Value error, ")
-    if "found" in text:
-        return text
+    text = text[:1].lower() + text[1:]
+    if "found" in text or (kind == "value_error" and isinstance(err.get("input"), dict)):
+        return text  # a check of a whole mapping names what it found itself
     found = repr(err.get("input"))
     if len(found) > 60:
         found = found[:57] + "..."
-    return f"{text[0].lower()}{text[1:]}, found {found}"
+    return f"{text}, found {found}"
 
 
 def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim.config import catalog_dir
-from sim.mm.lazy import FullWalk, Llist
+from sim.mm.lazy import FullWalk, Llist, SortedTree
 from sim.mm.purge_lock import NoPurgeLock, RefcountPurgeLock, SpinPurgeLock
 from sim.mm.variants import presets
 from sim.run import Simulation
@@ -20,7 +20,8 @@ from sim.schema import RunConfig
 
 MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
 FIX_SIZE = yaml.safe_load((catalog_dir("workloads") / "test_vmalloc-fix_size.yaml").read_text())
-SAFE = ["linux-4.5", "linux-4.7", "linux-4.10", "linux-5.2", "linux-5.4"]
+SAFE = ["linux-4.5", "linux-4.7", "linux-4.10", "linux-5.2", "linux-5.4", "linux-5.11",
+        "linux-5.18", "linux-6.9"]
 
 
 def variant(name: str, **changes) -> dict:
@@ -176,27 +177,46 @@ def test_lazy_area_lost_by_the_purge(var: dict, unsafe: bool) -> None:
 # --- presets --------------------------------------------------------------------------------
 
 CHOICES = {
-    # name: (lazy_list, noflush_order, purge_lock, free_lock_break, allocator, lazy_in_busy)
-    "linux-4.5": ("full_walk", "publish_then_read", "spin", 0, "first_fit_cache", True),
-    "wilson-2016-v1": ("llist", "publish_then_read", "spin", 0, "first_fit_cache", True),
-    "linux-4.7": ("llist", "read_then_publish", "spin", 0, "first_fit_cache", True),
-    "pen-2016-no-purge-lock": ("llist", "read_then_publish", "none", 0, "first_fit_cache", True),
+    # name: (lazy_list, noflush_order, purge_lock, free_lock_break, allocator, lazy_in_busy,
+    #        purge_context, vmap_nodes)
+    "linux-4.5": ("full_walk", "publish_then_read", "spin", 0, "first_fit_cache", True,
+                  "caller", False),
+    "wilson-2016-v1": ("llist", "publish_then_read", "spin", 0, "first_fit_cache", True,
+                       "caller", False),
+    "linux-4.7": ("llist", "read_then_publish", "spin", 0, "first_fit_cache", True,
+                  "caller", False),
+    "pen-2016-no-purge-lock": ("llist", "read_then_publish", "none", 0, "first_fit_cache", True,
+                               "caller", False),
     "fernandes-2016-refcount": ("llist", "read_then_publish", "refcount", 1, "first_fit_cache",
-                                True),
-    "linux-4.10": ("llist", "read_then_publish", "mutex", 1, "first_fit_cache", True),
-    "linux-5.2": ("llist", "read_then_publish", "mutex", 1, "augmented_tree", True),
-    "linux-5.4": ("llist", "read_then_publish", "mutex", 1, "augmented_tree", False),
+                                True, "caller", False),
+    "linux-4.10": ("llist", "read_then_publish", "mutex", 1, "first_fit_cache", True,
+                   "caller", False),
+    "linux-5.2": ("llist", "read_then_publish", "mutex", 1, "augmented_tree", True,
+                  "caller", False),
+    "linux-5.4": ("llist", "read_then_publish", "mutex", 1, "augmented_tree", False,
+                  "caller", False),
+    "linux-5.11": ("sorted_tree", "read_then_publish", "mutex", 1, "augmented_tree", False,
+                   "caller", False),
+    "linux-5.18": ("sorted_tree", "read_then_publish", "mutex", 1, "augmented_tree", False,
+                   "workqueue", False),
+    "linux-6.9": ("sorted_tree", "read_then_publish", "mutex", 1, "augmented_tree", False,
+                  "workqueue", True),
 }
 FIELDS = ("lazy_list", "noflush_order", "purge_lock", "free_lock_break", "allocator",
-          "lazy_in_busy_tree")
+          "lazy_in_busy_tree", "purge_context", "vmap_nodes")
 
 
 @pytest.mark.parametrize("name", list(CHOICES))
 def test_preset_uses_exactly_its_choices(name: str) -> None:
-    assert tuple(presets()[name][f] for f in FIELDS) == CHOICES[name]
+    resolved = build(presets()[name]).config.variant
+    assert tuple(getattr(resolved, f) for f in FIELDS) == CHOICES[name]
     vm = build(presets()[name]).vm
-    lazy, _, lock, _, allocator, in_busy = CHOICES[name]
-    assert isinstance(vm.lazy, {"full_walk": FullWalk, "llist": Llist}[lazy])
+    lazy, _, lock, _, allocator, in_busy, _, nodes = CHOICES[name]
+    assert type(vm.lazy) is {"full_walk": FullWalk, "llist": Llist,
+                             "sorted_tree": SortedTree}[lazy]
+    if lazy == "sorted_tree":
+        assert vm.lazy.lock.name == "purge_vmap_area_lock"
+        assert vm.lazy.lock in vm.locks
     expected_lock = {"spin": SpinPurgeLock, "mutex": SpinPurgeLock, "none": NoPurgeLock,
                      "refcount": RefcountPurgeLock}[lock]
     assert type(vm.purge_lock) is expected_lock
@@ -204,6 +224,8 @@ def test_preset_uses_exactly_its_choices(name: str) -> None:
         assert vm.purge_lock.lock.name == ("purge_lock" if lock == "spin" else "vmap_purge_lock")
     assert (vm.space is vm.busy) == (allocator == "first_fit_cache")
     assert vm.lazy_in_busy_tree is in_busy
+    assert (vm.nodes is not None) == nodes
+    assert vm.vmap_area_lock.name == ("free_vmap_area_lock" if nodes else "vmap_area_lock")
 
 
 def test_every_preset_is_listed() -> None:

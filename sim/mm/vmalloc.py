@@ -9,9 +9,11 @@ holding the same lock could observe; lock-free steps (``llist_add``, atomics) ha
 CPU's current time.
 
 What every variant shares: ``vmap_area_lock`` is a spinlock over the busy rbtree/list and the
-allocator; one ``flush_tlb_kernel_range`` covers [min, max] of the purged areas before they are
-freed; lazily freed areas keep their range out of reach of the allocator until purged (unless a
-composition breaks that, which the safety checker then reports).
+allocator (with vmap nodes, 6.9, over the allocator's free tree only, ``free_vmap_area_lock``;
+each node's busy tree has its own lock, ``sim/mm/vmap_node.py``); one
+``flush_tlb_kernel_range`` covers [min, max] of the purged areas before they are freed; lazily
+freed areas keep their range out of reach of the allocator until purged (unless a composition
+breaks that, which the safety checker then reports).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from ..schema import Variant
 from ..tlb import TlbFlusher
 from .alloc import FreeVmapCache, first_fit, free_vmap_cache_on_free
 from .busy_tree import BusyTree
-from .lazy import LAZY_LISTS
+from .lazy import Nodes, make_lazy_list
 from .purge_lock import NoPurgeLock, PurgeLock, RefcountPurgeLock, SpinPurgeLock
 from .vmap_area import VM_VM_AREA, VmapArea
+from .vmap_node import VmapNodes
+from .workqueue import Kworker, Work
 
 if TYPE_CHECKING:
     from ..trace import Tracer
@@ -82,7 +86,12 @@ class VmallocModel:
         self.safety = safety
         self.vmap_block_dirty = vmap_block_dirty
         handoff = spinlock_handoff(variant.spinlock, machine)
-        self.vmap_area_lock = SpinLock(env, "vmap_area_lock", handoff)
+        self.nodes = VmapNodes(env, machine.ncpus, handoff) if variant.vmap_nodes else None
+        """Linux 6.9: per-node busy trees and locks; None: one busy tree."""
+        self.vmap_area_lock = SpinLock(
+            env, "vmap_area_lock" if self.nodes is None else "free_vmap_area_lock", handoff)
+        """The busy tree and the allocator's; with vmap nodes, only the allocator's free tree
+        (``free_vmap_area_lock``)."""
         self.purge_lock = make_purge_lock(variant.purge_lock, env, machine, handoff)
         self.cpa_lock = SpinLock(env, "cpa_lock", handoff)
         self.busy = BusyTree()
@@ -95,7 +104,7 @@ class VmallocModel:
         self.lazy_in_busy_tree = variant.lazy_in_busy_tree
         self.areas: dict[int, VmapArea] = {}
         """Live areas by va_start: what find_vmap_area can return."""
-        self.lazy = LAZY_LISTS[variant.lazy_list]()
+        self.lazy = make_lazy_list(variant.lazy_list, env, handoff)
         self.vmap_lazy_nr = 0
         self._lazy_nr_cpu = -1
         self._ident = itertools.count()
@@ -105,11 +114,17 @@ class VmallocModel:
         self.vend = machine.profile.vmalloc_space
         self.tracer: Tracer | None = None
         """Records operations and purges on their CPU; None: off."""
+        self.kworkers: dict[int, Kworker] = {}
+        c = self.costs
+        self.drain_vmap_work = Work(env, self.drain_vmap_area_work, self.kworker,
+                                    c.lock_acquire_ns, c.atomic_ns, c.mutex_wake_ns)
+        """``static DECLARE_WORK(drain_vmap_work, drain_vmap_area_work)`` (5.18)."""
 
     @property
     def locks(self) -> list[SpinLock]:
-        return [lock for lock in (self.vmap_area_lock, self.purge_lock.lock, self.cpa_lock)
-                if lock is not None]
+        locks = [lock for lock in (self.vmap_area_lock, self.purge_lock.lock, self.lazy.lock,
+                                   self.cpa_lock) if lock is not None]
+        return locks if self.nodes is None else locks + self.nodes.locks()
 
     def now(self, cpu: Cpu) -> float:
         """The CPU's own clock: simulated time plus the work it has charged."""
@@ -120,6 +135,19 @@ class VmallocModel:
     def rbtree_ns(self, tree: BusyTree | None = None) -> float:
         """One rbtree descent, insert or erase: depth ~ log2(N)."""
         return math.log2((tree or self.busy).count + 2) * self.costs.rbtree_level_ns
+
+    def busy_tree_lock(self, addr: int) -> SpinLock:
+        """The lock of the busy tree that holds ``addr``: the global ``vmap_area_lock``, or
+        (6.9) ``addr_to_node(addr)->busy.lock``."""
+        if self.nodes is None:
+            return self.vmap_area_lock
+        return self.nodes.addr_to_node(addr).lock
+
+    def busy_rbtree_ns(self, addr: int) -> float:
+        """One descent of the busy tree that holds ``addr`` (6.9: its node's tree)."""
+        if self.nodes is None:
+            return self.rbtree_ns()
+        return math.log2(self.nodes.addr_to_node(addr).busy + 2) * self.costs.rbtree_level_ns
 
     def atomic_lazy_nr(self, cpu: Cpu, delta: int) -> int:
         """An atomic RMW on ``vmap_lazy_nr``: pulls the line from the CPU that last wrote it."""
@@ -173,15 +201,31 @@ class VmallocModel:
             va = None
             if addr is not None:
                 va = VmapArea(addr, addr + size, cpu.id, next(self._ident))
-                self._insert_vmap_area(va)
-                cost += self.rbtree_ns()
+                if self.nodes is None:
+                    self._insert_vmap_area(va)
+                    cost += self.rbtree_ns()
+                else:  # 6.9: only the free-block split happens under free_vmap_area_lock
+                    self.space.insert(va.va_start, va.va_end)
                 self.safety.allocated(va, self.env.now, cpu.id)
             cpu.charge(self.costs.lock_acquire_ns + cost)
             yield from cpu.spin_unlock(self.vmap_area_lock)
+            if va is not None and self.nodes is not None:
+                yield from self.insert_vmap_area_node(cpu, va)
             if va is not None or purged:
                 return va
             yield from self.purge_vmap_area_lazy(cpu)
             purged = True
+
+    def insert_vmap_area_node(self, cpu: Cpu, va: VmapArea) -> Gen:
+        """Linux 6.9: ``vn = addr_to_node(va->va_start); spin_lock(&vn->busy.lock);
+        insert_vmap_area(va, &vn->busy.root, &vn->busy.head); spin_unlock(&vn->busy.lock)``."""
+        lock = self.busy_tree_lock(va.va_start)
+        yield from cpu.spin_lock(lock)
+        self.busy.insert(va.va_start, va.va_end)
+        self.nodes.addr_to_node(va.va_start).busy += 1
+        self.areas[va.va_start] = va
+        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(va.va_start))
+        yield from cpu.spin_unlock(lock)
 
     def _find_space(self, size: int, align: int) -> tuple[int | None, float]:
         """Where the allocator puts ``size`` pages, and what the search costs."""
@@ -213,11 +257,12 @@ class VmallocModel:
         c = self.costs
         yield from self.find_vmap_area(cpu, va.va_start)
         # remove_vm_area: va->vm = NULL; va->flags &= ~VM_VM_AREA under vmap_area_lock
-        yield from cpu.spin_lock(self.vmap_area_lock)
+        lock = self.busy_tree_lock(va.va_start)
+        yield from cpu.spin_lock(lock)
         va.flags &= ~VM_VM_AREA
         del self.areas[va.va_start]
         cpu.charge(c.lock_acquire_ns)
-        yield from cpu.spin_unlock(self.vmap_area_lock)
+        yield from cpu.spin_unlock(lock)
         # free_unmap_vmap_area: unmap_vmap_area() clears the PTEs, no TLB flush
         cpu.charge(va.nr_pages * c.unmap_page_ns)
         yield from self.free_vmap_area_noflush(cpu, va)
@@ -229,11 +274,13 @@ class VmallocModel:
             self.tracer.op(cpu.id, "vfree", began, self.now(cpu), va.nr_pages)
 
     def find_vmap_area(self, cpu: Cpu, addr: int) -> Generator[simpy.Event, None, VmapArea]:
-        """``find_vmap_area``: an rbtree lookup under vmap_area_lock."""
-        yield from cpu.spin_lock(self.vmap_area_lock)
+        """``find_vmap_area``: an rbtree lookup under vmap_area_lock (6.9: under the busy.lock
+        of ``addr``'s node, where the area is, so the first node tried finds it)."""
+        lock = self.busy_tree_lock(addr)
+        yield from cpu.spin_lock(lock)
         va = self.areas[addr]
-        cpu.charge(self.costs.lock_acquire_ns + self.rbtree_ns())
-        yield from cpu.spin_unlock(self.vmap_area_lock)
+        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(addr))
+        yield from cpu.spin_unlock(lock)
         return va
 
     def free_vmap_area_noflush(self, cpu: Cpu, va: VmapArea) -> Gen:
@@ -245,25 +292,32 @@ class VmallocModel:
             # nr_lazy = atomic_add_return(nr, &vmap_lazy_nr); llist_add(...)
             nr_lazy = self.atomic_lazy_nr(cpu, va.size)
             self.safety.lazily_freed(va, self.env.now, cpu.id)
-            self.lazy.publish(self, cpu, va)
+            yield from self.lazy.publish(self, cpu, va)
         else:
             # va->flags |= VM_LAZY_FREE; [llist_add(...);] atomic_add(nr, &vmap_lazy_nr)
             self.safety.lazily_freed(va, self.env.now, cpu.id)
-            self.lazy.publish(self, cpu, va)
+            yield from self.lazy.publish(self, cpu, va)
             yield from cpu.settle()  # the area is visible to purgers from here on
             self.safety.read(va, self.env.now, cpu.id, "read va->va_end - va->va_start")
             nr_lazy = self.atomic_lazy_nr(cpu, va.size)
         if nr_lazy > self.lazy_max_pages:
-            yield from self.try_purge_vmap_area_lazy(cpu)
+            if self.variant.purge_context == "workqueue":
+                self.drain_vmap_work.schedule_work(cpu)  # schedule_work(&drain_vmap_work)
+            else:
+                yield from self.try_purge_vmap_area_lazy(cpu)
 
     def unlink_lazy_area(self, cpu: Cpu, va: VmapArea) -> Gen:
-        """Linux 5.4+: ``unlink_va(va, &vmap_area_root)`` under vmap_area_lock at free time."""
-        yield from cpu.spin_lock(self.vmap_area_lock)
+        """Linux 5.4+: ``unlink_va(va, &vmap_area_root)`` under vmap_area_lock at free time
+        (6.9: from its node's busy tree under that node's busy.lock)."""
+        lock = self.busy_tree_lock(va.va_start)
+        yield from cpu.spin_lock(lock)
         if self.first_fit:
             free_vmap_cache_on_free(self.busy, self.cache, va.va_start, va.va_end)
         self.busy.erase(va.va_start)
-        cpu.charge(self.costs.lock_acquire_ns + self.rbtree_ns())
-        yield from cpu.spin_unlock(self.vmap_area_lock)
+        if self.nodes is not None:
+            self.nodes.addr_to_node(va.va_start).busy -= 1
+        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(va.va_start))
+        yield from cpu.spin_unlock(lock)
 
     def try_purge_vmap_area_lazy(self, cpu: Cpu) -> Gen:
         """``try_purge_vmap_area_lazy``: a non-blocking purge."""
@@ -272,6 +326,30 @@ class VmallocModel:
     def purge_vmap_area_lazy(self, cpu: Cpu) -> Gen:
         """``purge_vmap_area_lazy``: a synchronous purge."""
         yield from self._purge_vmap_area_lazy(cpu, self.vend, self.vstart, True, False)
+
+    def kworker(self, cpu_id: int) -> Kworker:
+        """The kworker of CPU ``cpu_id``'s system_wq pool."""
+        if cpu_id not in self.kworkers:
+            self.kworkers[cpu_id] = Kworker(self.env, cpu_id, self.machine.socket_of(cpu_id),
+                                            self.flusher.irq)
+        return self.kworkers[cpu_id]
+
+    def drain_vmap_area_work(self, cpu: Cpu) -> Gen:
+        """Linux 5.18 ("mm/vmalloc: Move draining areas out of caller context", Rezki, v3
+        31 Jan 2022): ``do { mutex_lock(&vmap_purge_lock); __purge_vmap_area_lazy(ULONG_MAX,
+        0); mutex_unlock(&vmap_purge_lock); } while (atomic_long_read(&vmap_lazy_nr) >
+        lazy_max_pages());``"""
+        while True:
+            called = self.now(cpu)
+            yield from self.purge_lock.enter(cpu)
+            began = self.now(cpu)
+            cpu.charge(self.purge_lock.acquire_ns)
+            yield from self.purge_locked(cpu, self.vend, self.vstart, False,
+                                         (called, began, False))
+            cpu.charge(self.costs.atomic_ns)  # atomic_long_read(&vmap_lazy_nr)
+            yield from cpu.settle()
+            if self.vmap_lazy_nr <= self.lazy_max_pages:
+                return
 
     def _purge_vmap_area_lazy(self, cpu: Cpu, start: int, end: int, sync: bool,
                               force_flush: bool) -> Gen:
@@ -290,7 +368,15 @@ class VmallocModel:
         cpu.charge(self.purge_lock.acquire_ns)
         if sync:
             self.purge_fragmented_blocks_allcpus(cpu)
-        valist = yield from self.lazy.collect(self, cpu)
+        yield from self.purge_locked(cpu, start, end, force_flush, (called, began, sync))
+
+    def purge_locked(self, cpu: Cpu, start: int, end: int, force_flush: bool,
+                     when: tuple[float, float, bool]) -> Gen:
+        """The body of ``__purge_vmap_area_lazy`` once ``purge_lock`` is held (its entry cost
+        charged); releases it. ``when``: (called, got the lock, sync), for metrics and trace."""
+        called, began, sync = when
+        nodes = yield from self.lazy.collect(self, cpu)
+        valist = [va for node in nodes for va in node]
         nr = 0
         for va in valist:
             self.safety.read(va, self.now(cpu), cpu.id, "walked the lazy area")
@@ -303,10 +389,11 @@ class VmallocModel:
         if nr or force_flush:
             yield from self.flusher.flush_tlb_kernel_range(cpu, start, end)
         if nr:
-            yield from self.free_loop(cpu, valist, per_area_sub)
+            yield from self.free_loop(cpu, nodes, per_area_sub)
         yield from self.purge_lock.exit(cpu)
         self.metrics.purge.record(self.now(cpu) - began)
         self.metrics.purge_areas += len(valist)
+        self.metrics.purge_nodes += len(nodes)
         if self.tracer is not None:
             self.tracer.purge(cpu.id, called, self.now(cpu), sync, len(valist), nr)
 
@@ -315,20 +402,24 @@ class VmallocModel:
             self.safety.lazy_subtracted(va, self.now(cpu), cpu.id)
         self.atomic_lazy_nr(cpu, -sum(va.size for va in areas))
 
-    def free_loop(self, cpu: Cpu, valist: list[VmapArea], per_area_sub: bool) -> Gen:
-        """``__free_vmap_area`` of each purged area under vmap_area_lock; with
-        ``free_lock_break`` N, ``cond_resched_lock`` every N areas lets waiters in (4.10),
-        and ``vmap_lazy_nr`` drops area by area."""
-        every = self.variant.free_lock_break or len(valist)
+    def free_loop(self, cpu: Cpu, nodes: Nodes, per_area_sub: bool) -> Gen:
+        """``__free_vmap_area`` of each purged node under vmap_area_lock; with
+        ``free_lock_break`` N, ``cond_resched_lock`` every N nodes lets waiters in (4.10),
+        and ``vmap_lazy_nr`` drops node by node. A node merged from several lazy areas (5.11)
+        costs one step; each of its areas is still freed for the safety checker."""
+        every = self.variant.free_lock_break or len(nodes)
+        per_node = self.costs.kmalloc_ns
+        if self.lazy.cold_walk:
+            per_node += self.costs.list_walk_per_node_ns
         yield from cpu.spin_lock(self.vmap_area_lock)
-        for first in range(0, len(valist), every):
-            chunk = valist[first:first + every]
-            cpu.charge(len(chunk) * (self.rbtree_ns() + self.costs.kmalloc_ns))
+        for first in range(0, len(nodes), every):
+            chunk = [va for node in nodes[first:first + every] for va in node]
+            cpu.charge(min(every, len(nodes) - first) * (self.rbtree_ns() + per_node))
             for va in chunk:
                 self.__free_vmap_area(cpu, va)
             if per_area_sub:
                 self._subtract_lazy(cpu, chunk)
-            if first + every < len(valist):
+            if first + every < len(nodes):
                 yield from cpu.settle()
                 if self.vmap_area_lock.waiters:  # cond_resched_lock(&vmap_area_lock)
                     yield from cpu.spin_unlock(self.vmap_area_lock)
