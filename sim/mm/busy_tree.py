@@ -17,8 +17,9 @@ import numpy as np
 
 BLOCK = 256
 """Target areas per block; a block splits at twice this."""
-SCALAR_STEPS = 8
-"""Areas examined one by one before a walk switches to vectorised block scans."""
+SCALAR_STEPS = 48
+"""Areas examined one by one before a walk switches to vectorised block scans (a numpy scan
+costs about as much as this many steps of the Python loop)."""
 
 
 def align_up(addr: int, align: int) -> int:
