@@ -168,7 +168,8 @@ class Variant(Strict):
                                       "(try_purge_vmap_area_lazy) or drain_vmap_work (5.18)")
     vmap_nodes: bool = Field(
         default=False, description="per-node busy trees and locks, min(cpus, 128) nodes, "
-                                   "and free_vmap_area_lock over the free tree only (6.9)")
+                                   "free_vmap_area_lock over the free tree only, and "
+                                   "per-node pools of free ranges up to 256 pages (6.9)")
 
     @model_validator(mode="after")
     def _nodes_need_the_free_tree(self) -> Variant:

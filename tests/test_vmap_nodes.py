@@ -1,5 +1,6 @@
 """Linux 6.9's vmap nodes ("Mitigate a vmap lock contention" v3): per-node busy trees and
-locks, ``addr_to_node_id``, and the contention they take off the busy-tree lock."""
+locks, ``addr_to_node_id``, the contention they take off the busy-tree lock, and the
+size-segregated per-node pools."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from sim.mm.variants import presets
 from sim.mm.vmap_node import VmapNodes
 from sim.run import Simulation
 from sim.schema import RunConfig, Variant
+from tests.test_drain_logic import build, vfree
+from tests.test_safety import allocate, at, counts
 
 MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
 FIX_SIZE = yaml.safe_load((catalog_dir("workloads") / "test_vmalloc-fix_size.yaml").read_text())
@@ -59,3 +62,76 @@ def test_per_node_lock_contention_per_cpu_falls_as_nodes_spread_the_load() -> No
     old = [busy_lock_contentions_per_cpu("linux-5.18", cpus) for cpus in (2, 8, 32)]
     assert new[0] > new[1] >= new[2]
     assert all(n < o for n, o in zip(new, old))
+
+
+# --- size-segregated per-node pools (72210662c5a2) ------------------------------------------
+
+def purge(sim: Simulation, cpu: int) -> None:
+    sim.env.run(until=at(sim, sim.env.now, lambda: sim.vm.purge_vmap_area_lazy(sim.cpus[cpu])))
+
+
+def test_purged_area_goes_to_its_allocating_cpus_node_pool_and_is_reused_from_it() -> None:
+    """A purged 2-page area (1 page + guard) allocated on CPU 1 goes to node 1's pool of size
+    2, its range still reserved in vm.space; CPU 1's next 1-page vmalloc gets it back from the
+    pool without touching free_vmap_area_lock or vm.space; CPU 0 (node 0) does not see it."""
+    sim = build("linux-6.9", cpus=2)
+    vm = sim.vm
+    va = allocate(sim, cpu=1)
+    assert (va.va_start, va.va_end) == (0, 2)
+    vfree(sim, 1, va)
+    purge(sim, 0)
+    assert va.freed_at is not None and vm.vmap_lazy_nr == 0
+    assert vm.nodes.nodes[1].pool == {2: [0]} and vm.nodes.nodes[0].pooled() == 0
+    assert vm.space.count == 1  # pooled: not in the free tree
+    other = allocate(sim, cpu=0)  # node 0's pool is empty: the free tree, next range
+    assert (other.va_start, other.va_end) == (2, 4) and vm.pool_allocs == 0
+    free_lock = vm.vmap_area_lock.stat.acquisitions
+    again = allocate(sim, cpu=1)
+    assert (again.va_start, again.va_end) == (0, 2) and vm.pool_allocs == 1
+    assert vm.vmap_area_lock.stat.acquisitions == free_lock  # pool_lock only
+    assert vm.nodes.pooled() == 0 and vm.space.count == 2 and vm.areas[0] is again
+    pool_lock = sim.lock_stats()["vmap_node.pool_lock"]
+    assert pool_lock["acquisitions"] == 2  # add, take (an empty pool is seen without it)
+    assert counts(sim) == {}
+
+
+def test_areas_larger_than_256_pages_bypass_the_pools() -> None:
+    """256 pages with its guard is the largest pooled size; 257 goes back to the free tree."""
+    sim = build("linux-6.9", cpus=1)
+    small, large = allocate(sim, pages=255), allocate(sim, pages=256)
+    assert (small.size, large.size) == (256, 257)
+    vfree(sim, 0, small)
+    vfree(sim, 0, large)
+    purge(sim, 0)
+    assert sim.vm.nodes.nodes[0].pool == {256: [small.va_start]}
+    assert sim.vm.space.count == 1
+    assert counts(sim) == {}
+
+
+def test_each_purge_first_decays_a_quarter_of_every_pool() -> None:
+    """decay_va_pool_node: len >> 2 entries of each pool, from its head, go back to the free
+    tree before the purged areas are pooled."""
+    sim = build("linux-6.9", cpus=1)
+    areas = [allocate(sim) for _ in range(9)]
+    for va in areas[:8]:
+        vfree(sim, 0, va)
+    purge(sim, 0)
+    pool = sim.vm.nodes.nodes[0].pool
+    assert pool == {2: [va.va_start for va in areas[:8]]}  # nothing to decay yet
+    assert sim.vm.space.count == 9
+    vfree(sim, 0, areas[8])
+    purge(sim, 0)  # 8 >> 2 = 2 decayed (the last two added), then areas[8] pooled
+    assert pool == {2: [va.va_start for va in areas[:6]] + [areas[8].va_start]}
+    assert sim.vm.space.count == 7
+    assert counts(sim) == {}
+
+
+def test_pooled_ranges_are_never_reused_before_their_flush() -> None:
+    """A busy run of linux-6.9 serves allocations from the pools and stays safe."""
+    workload = {**FIX_SIZE, "live_per_cpu": 4}
+    config = RunConfig.model_validate({"machine": MACHINE, "workload": workload,
+                                       "variant": presets()["linux-6.9"], "cpus": 4,
+                                       "lazy_max_pages": 64, "duration": "300us"})
+    sim = Simulation(config, (3,))
+    assert sim.run()["safety_violations"] == 0
+    assert sim.vm.pool_allocs > 0

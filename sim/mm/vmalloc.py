@@ -37,7 +37,7 @@ from .busy_tree import BusyTree
 from .lazy import Nodes, make_lazy_list
 from .purge_lock import NoPurgeLock, PurgeLock, RefcountPurgeLock, SpinPurgeLock
 from .vmap_area import VM_VM_AREA, VmapArea
-from .vmap_node import VmapNodes
+from .vmap_node import MAX_VA_SIZE_PAGES, VmapNodes
 from .workqueue import Kworker, Work
 
 if TYPE_CHECKING:
@@ -115,6 +115,8 @@ class VmallocModel:
         self.tracer: Tracer | None = None
         """Records operations and purges on their CPU; None: off."""
         self.kworkers: dict[int, Kworker] = {}
+        self.pool_allocs = 0
+        """Allocations served from a vmap node's pool (6.9)."""
         c = self.costs
         self.drain_vmap_work = Work(env, self.drain_vmap_area_work, self.kworker,
                                     c.lock_acquire_ns, c.atomic_ns, c.mutex_wake_ns)
@@ -196,6 +198,11 @@ class VmallocModel:
         """``alloc_vmap_area``: search under vmap_area_lock; on overflow purge once, retry."""
         purged = False
         while True:
+            if self.nodes is not None and size <= MAX_VA_SIZE_PAGES:
+                va = yield from self.node_alloc(cpu, size, align)
+                if va is not None:
+                    yield from self.insert_vmap_area_node(cpu, va)
+                    return va
             yield from cpu.spin_lock(self.vmap_area_lock)
             addr, cost = self._find_space(size, align)
             va = None
@@ -215,6 +222,30 @@ class VmallocModel:
                 return va
             yield from self.purge_vmap_area_lazy(cpu)
             purged = True
+
+    def node_alloc(self, cpu: Cpu, size: int, align: int
+                   ) -> Generator[simpy.Event, None, VmapArea | None]:
+        """Linux 6.9 ``node_alloc``: take a free range of exactly ``size`` pages from the pool
+        of the allocating CPU's node, under that node's ``pool_lock`` only (``list_first_entry``
+        and ``list_del_init``: O(1)). The range was kept reserved in the allocator's space
+        while pooled, so nothing is inserted there. An empty pool is seen without the lock.
+        None: the pool is empty (or its first range is misaligned), the caller falls back to
+        the free tree."""
+        vn = self.nodes.cpu_to_node(cpu.id)
+        yield from cpu.settle()
+        if not vn.pool.get(size):  # list_empty(&vp->head), read before taking the lock
+            return None
+        yield from cpu.spin_lock(vn.pool_lock)
+        starts = vn.pool.get(size)
+        va = None
+        if starts and starts[-1] % align == 0:
+            addr = starts.pop()
+            va = VmapArea(addr, addr + size, cpu.id, next(self._ident))
+            self.safety.allocated(va, self.env.now, cpu.id)
+            self.pool_allocs += 1
+        cpu.charge(self.costs.lock_acquire_ns + self.costs.list_walk_per_node_ns)
+        yield from cpu.spin_unlock(vn.pool_lock)
+        return va
 
     def insert_vmap_area_node(self, cpu: Cpu, va: VmapArea) -> Gen:
         """Linux 6.9: ``vn = addr_to_node(va->va_start); spin_lock(&vn->busy.lock);
@@ -407,6 +438,10 @@ class VmallocModel:
         ``free_lock_break`` N, ``cond_resched_lock`` every N nodes lets waiters in (4.10),
         and ``vmap_lazy_nr`` drops node by node. A node merged from several lazy areas (5.11)
         costs one step; each of its areas is still freed for the safety checker."""
+        if self.nodes is not None:
+            nodes = yield from self.purge_to_pools(cpu, nodes, per_area_sub)
+            if not nodes:
+                return
         every = self.variant.free_lock_break or len(nodes)
         per_node = self.costs.kmalloc_ns
         if self.lazy.cold_walk:
@@ -426,6 +461,63 @@ class VmallocModel:
                     yield from cpu.spin_lock(self.vmap_area_lock)
         cpu.charge(self.costs.lock_acquire_ns)
         yield from cpu.spin_unlock(self.vmap_area_lock)
+
+    def purge_to_pools(self, cpu: Cpu, nodes: Nodes, per_area_sub: bool
+                       ) -> Generator[simpy.Event, None, Nodes]:
+        """Linux 6.9, after the flush: ``decay_va_pool_node`` then ``node_pool_add_va``.
+
+        First a quarter (``len >> 2``) of every node pool's entries, from the head of its list,
+        goes back to the free tree (each a merge under ``free_vmap_area_lock``); their ranges
+        leave the allocator's reserved space. Then each purged area of at most
+        ``MAX_VA_SIZE_PAGES`` pages is put, under ``pool_lock``, at the head of the pool of
+        its size in the node of the CPU that allocated it (O(1)); its range stays reserved.
+        Areas merged into one purge-tree node (5.11's tree) are pooled one by one. Returns
+        the nodes left for the free tree (the areas too large for a pool)."""
+        c = self.costs
+        decayed: list[int] = []
+        for vn in self.nodes.nodes:
+            if not any(len(starts) >> 2 for starts in vn.pool.values()):
+                continue
+            yield from cpu.spin_lock(vn.pool_lock)
+            taken = 0
+            for starts in vn.pool.values():
+                n_decay = len(starts) >> 2
+                if n_decay:
+                    decayed += starts[-n_decay:]
+                    del starts[-n_decay:]
+                    taken += n_decay
+            cpu.charge(c.lock_acquire_ns + taken * c.list_walk_per_node_ns)
+            yield from cpu.spin_unlock(vn.pool_lock)
+        if decayed:
+            yield from cpu.spin_lock(self.vmap_area_lock)
+            cpu.charge(c.lock_acquire_ns
+                       + len(decayed) * (self.rbtree_ns(self.space) + c.kmalloc_ns))
+            for addr in decayed:  # merge_or_add_vmap_area_augment(va, &free_vmap_area_root)
+                self.space.erase(addr)
+            yield from cpu.spin_unlock(self.vmap_area_lock)
+        per_area = c.list_walk_per_node_ns * (2 if self.lazy.cold_walk else 1)
+        by_node: dict[int, list[VmapArea]] = {}
+        rest: Nodes = []
+        for node in nodes:
+            large = []
+            for va in node:
+                if va.size <= MAX_VA_SIZE_PAGES:
+                    by_node.setdefault(self.nodes.cpu_to_node(va.cpu).id, []).append(va)
+                else:
+                    large.append(va)
+            if large:
+                rest.append(large)
+        for node_id, areas in by_node.items():
+            vn = self.nodes.nodes[node_id]
+            yield from cpu.spin_lock(vn.pool_lock)
+            cpu.charge(c.lock_acquire_ns + len(areas) * per_area)
+            for va in areas:
+                if self.safety.freed(va, self.now(cpu), cpu.id):
+                    vn.pool.setdefault(va.size, []).append(va.va_start)
+            if per_area_sub:
+                self._subtract_lazy(cpu, areas)
+            yield from cpu.spin_unlock(vn.pool_lock)
+        return rest
 
     def __free_vmap_area(self, cpu: Cpu, va: VmapArea) -> None:
         """``__free_vmap_area``: cache update, rb_erase, list_del_rcu, kfree_rcu (or, 5.2+,

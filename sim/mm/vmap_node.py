@@ -9,8 +9,17 @@ tree under its own ``vn->busy.lock``. An area lives in the node of its start add
 as CPUs, at most 128. The allocator's free tree keeps its one global lock
 (``free_vmap_area_lock``).
 
-Not modelled: the per-node lazy trees, the size-segregated per-node pools, and the purge
-helpers (the purge tree keeps its one ``purge_vmap_area_lock`` of 5.11).
+Size-segregated per-node pools (72210662c5a2 "mm: vmalloc: offload free_vmap_area_lock
+lock"): each node keeps ``vn->pool[MAX_VA_SIZE_PAGES]``: per size up to 256 pages (guard page
+included), a list of free ranges of exactly that size, under the node's ``pool_lock``.
+``node_alloc`` serves a request from the allocating CPU's node (``raw_smp_processor_id() %
+nr_vmap_nodes``) when that list is non-empty; a purge puts freed areas of pool-able size back
+into the pool of the node that allocated them, after first returning a quarter of every
+pool's entries to the free tree (``decay_va_pool_node``). A pooled range is not free in the
+free tree: it stays reserved in the allocator's space (``vm.space``) until decayed back.
+
+Not modelled: the per-node lazy trees (the purge tree keeps its one ``purge_vmap_area_lock``
+of 5.11) and the purge helpers.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ VMAP_ZONE_PAGES = 16
 """``vmap_zone_size`` in pages: the address span mapped to one node before the next."""
 MAX_VMAP_NODES = 128
 """The cap on ``nr_vmap_nodes``."""
+MAX_VA_SIZE_PAGES = 256
+"""The largest size (in pages, guard page included) a node pool holds."""
 
 
 def nr_vmap_nodes(ncpus: int) -> int:
@@ -31,15 +42,24 @@ def nr_vmap_nodes(ncpus: int) -> int:
 
 
 class VmapNode:
-    """``struct vmap_node``: its busy tree (the areas counted) and ``busy.lock``."""
+    """``struct vmap_node``: its busy tree (the areas counted) and ``busy.lock``, and its
+    size-segregated pools of free ranges under ``pool_lock``."""
 
-    __slots__ = ("id", "lock", "busy")
+    __slots__ = ("id", "lock", "busy", "pool", "pool_lock")
 
-    def __init__(self, node_id: int, lock: SpinLock) -> None:
+    def __init__(self, node_id: int, lock: SpinLock, pool_lock: SpinLock) -> None:
         self.id = node_id
         self.lock = lock
         self.busy = 0
         """Areas in the node's busy tree (its depth is what a lookup pays)."""
+        self.pool: dict[int, list[int]] = {}
+        """``vn->pool[size - 1]``: size in pages -> va_start of the free ranges of that size
+        (last in, first out, as ``list_add``/``list_first_entry``)."""
+        self.pool_lock = pool_lock
+
+    def pooled(self) -> int:
+        """Ranges in the node's pools."""
+        return sum(len(starts) for starts in self.pool.values())
 
 
 class VmapNodes:
@@ -47,20 +67,31 @@ class VmapNodes:
     (one ``spin_lock_init`` site), so they share one :class:`LockStat`."""
 
     def __init__(self, env: simpy.Environment, ncpus: int, handoff: Handoff) -> None:
-        stat = LockStat()
+        stat, pool_stat = LockStat(), LockStat()
         self.nodes = []
         for i in range(nr_vmap_nodes(ncpus)):
             lock = SpinLock(env, "vmap_node.busy.lock", handoff)
             lock.stat = stat
-            self.nodes.append(VmapNode(i, lock))
+            pool_lock = SpinLock(env, "vmap_node.pool_lock", handoff)
+            pool_lock.stat = pool_stat
+            self.nodes.append(VmapNode(i, lock, pool_lock))
 
     def addr_to_node(self, addr: int) -> VmapNode:
         """``addr_to_node(addr)``: ``&vmap_nodes[addr_to_node_id(addr)]`` (addr in pages)."""
         return self.nodes[(addr // VMAP_ZONE_PAGES) % len(self.nodes)]
+
+    def cpu_to_node(self, cpu_id: int) -> VmapNode:
+        """The node whose pools CPU ``cpu_id`` allocates from (and its frees return to):
+        ``raw_smp_processor_id() % nr_vmap_nodes``."""
+        return self.nodes[cpu_id % len(self.nodes)]
+
+    def pooled(self) -> int:
+        """Ranges in all nodes' pools: reserved in the allocator's space, yet not in use."""
+        return sum(node.pooled() for node in self.nodes)
 
     @property
     def stat(self) -> LockStat:
         return self.nodes[0].lock.stat
 
     def locks(self) -> list[SpinLock]:
-        return [node.lock for node in self.nodes]
+        return [node.lock for node in self.nodes] + [node.pool_lock for node in self.nodes]
