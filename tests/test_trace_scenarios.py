@@ -75,6 +75,16 @@ def bare_cpus(ncpus: int) -> tuple[simpy.Environment, Machine, list[Cpu]]:
     return env, machine, [Cpu(env, i, machine.socket_of(i), irq) for i in range(ncpus)]
 
 
+def hold(cpu: Cpu, lock, ns: float, t: dict[str, float] | None = None):
+    """A process body: take ``lock``, hold it for ``ns`` of charged work, release it, and
+    record the release time in ``t["release"]``."""
+    yield from cpu.spin_lock(lock)
+    cpu.charge(ns)
+    yield from cpu.spin_unlock(lock)
+    if t is not None:
+        t["release"] = cpu.env.now
+
+
 def near(x: float) -> object:
     """Exact up to float summation order."""
     return pytest.approx(x, rel=1e-12, abs=1e-6)
@@ -210,10 +220,7 @@ def test_ipi_stretches_the_lock_holder(with_ipi: bool) -> None:
     t: dict[str, float] = {}
 
     def holder():
-        yield from c1.spin_lock(lock)
-        c1.charge(HOLD)
-        yield from c1.spin_unlock(lock)
-        t["release"] = env.now
+        yield from hold(c1, lock, HOLD, t)
 
     def waiter():
         c2.charge(WAITER_AT)
@@ -279,10 +286,7 @@ def test_two_flushes_during_one_hold_stretch_it_twice() -> None:
     t: dict[str, float] = {}
 
     def holder():
-        yield from c1.spin_lock(lock)
-        c1.charge(HOLD)
-        yield from c1.spin_unlock(lock)
-        t["release"] = env.now
+        yield from hold(c1, lock, HOLD, t)
 
     def sender():
         c0.charge(SEND_AT)
@@ -558,8 +562,8 @@ def test_purge_walk_full_list_in_4_5_lazy_list_only_in_4_7() -> None:
 
 def test_ipi_arriving_after_a_step_does_not_stretch_it() -> None:
     """CPU 1's critical section ends at HOLD; CPU 0's IPI is sent 100 ns earlier but arrives
-    ipi_delivery_ns - 100 = 150 ns after the release. The release should stay at HOLD (the
-    handler runs afterwards); the model releases at HOLD + handler + refill."""
+    ipi_delivery_ns - 100 = 150 ns after the release. The release stays at HOLD: the handler
+    runs afterwards."""
     sim = make_sim(cpus=2)
     env, lock = sim.env, sim.vm.purge_lock.lock
     c0, c1 = sim.cpus
@@ -569,10 +573,7 @@ def test_ipi_arriving_after_a_step_does_not_stretch_it() -> None:
     t: dict[str, float] = {}
 
     def holder():
-        yield from c1.spin_lock(lock)
-        c1.charge(HOLD)
-        yield from c1.spin_unlock(lock)
-        t["release"] = env.now
+        yield from hold(c1, lock, HOLD, t)
 
     def sender():
         c0.charge(send)
@@ -595,9 +596,7 @@ def spinning_target(send: float, flush_pages: int | None) -> tuple[float, float,
     t: dict[str, float] = {}
 
     def holder():
-        yield from c1.spin_lock(lock)
-        c1.charge(HOLD)
-        yield from c1.spin_unlock(lock)
+        yield from hold(c1, lock, HOLD)
 
     def waiter():
         c2.charge(100.0)
