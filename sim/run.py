@@ -24,7 +24,7 @@ from .safety import SafetyChecker
 from .schema import RunConfig
 from .stop import OpsLimitedMetrics
 from .tlb import TlbFlusher
-from .workload import Control, irq_noise, place_background, vmalloc_loop
+from .workload import PROCESSES, Control, irq_noise, place_background
 
 if TYPE_CHECKING:
     from .trace import Tracer
@@ -92,10 +92,11 @@ class Simulation:
     def start_workload(self) -> None:
         workload = self.config.workload
         place_background(self.vm, workload.background, stream(self.entropy, "background"))
+        process = PROCESSES[workload.kind]
         for cpu in self.cpus:
             rng = stream(self.entropy, "workload", cpu.id)
             self.workers.append(self.env.process(
-                vmalloc_loop(self.env, cpu, self.vm, workload, rng, self.control)))
+                process(self.env, cpu, self.vm, workload, rng, self.control)))
         if workload.irq_noise.rate > 0:
             self.env.process(irq_noise(self.env, self.irq, self.cpus, workload.irq_noise,
                                        stream(self.entropy, "irq"), self.control))

@@ -127,24 +127,49 @@ class IrqNoise(Strict):
     preempt_mean: TimeNs = Field(default=0.0, description="0: CONFIG_PREEMPT_NONE")
 
 
-class Workload(Strict):
-    """What each CPU issues. ``vmalloc_loop``: each CPU keeps up to ``live_per_cpu`` areas,
-    freeing the oldest before the next vmalloc, and calls set_memory_*() at a Poisson rate."""
+class WorkloadBase(Strict):
+    """What every workload kind shares: its name, the machine-wide state it starts from and
+    the noise it runs under. A kind adds what each CPU issues."""
 
     name: str
     description: str = ""
-    kind: Literal["vmalloc_loop"] = "vmalloc_loop"
-    size: SizeDist
-    live_per_cpu: int = Field(default=1, ge=1, le=1_000_000)
-    think_time: TimeNs = 0.0
-    set_memory_rate: float = Field(default=0.0, ge=0, description="calls/s per CPU")
-    set_memory_pages: Pages = 1
     vmap_block_dirty: bool = Field(
         default=True,
         description="per-CPU vmap blocks hold dirty ranges, so vm_unmap_aliases() flushes "
                     "even when nothing is lazy")
     background: Background = Field(default_factory=Background)
     irq_noise: IrqNoise = Field(default_factory=IrqNoise)
+
+    def largest_request(self) -> int:
+        """The largest single request in pages (checked against the vmalloc space)."""
+        raise NotImplementedError
+
+
+class VmallocLoop(WorkloadBase):
+    """``vmalloc_loop``: each CPU keeps up to ``live_per_cpu`` areas, freeing the oldest before
+    the next vmalloc, and calls set_memory_*() at a Poisson rate."""
+
+    kind: Literal["vmalloc_loop"] = "vmalloc_loop"
+    size: SizeDist
+    live_per_cpu: int = Field(default=1, ge=1, le=1_000_000)
+    think_time: TimeNs = 0.0
+    set_memory_rate: float = Field(default=0.0, ge=0, description="calls/s per CPU")
+    set_memory_pages: Pages = 1
+
+    def largest_request(self) -> int:
+        return _largest(self.size)
+
+
+def _default_kind(value: Any) -> Any:
+    """A workload without ``kind`` is a ``vmalloc_loop``."""
+    if isinstance(value, dict) and "kind" not in value:
+        return {"kind": "vmalloc_loop", **value}
+    return value
+
+
+Workload = Annotated[VmallocLoop, BeforeValidator(_default_kind), Field(discriminator="kind")]
+"""Every workload kind, told apart by ``kind`` (a kind's model and its per-CPU process in
+sim/workload.py ``PROCESSES`` are added together)."""
 
 
 # --- kernel variants ------------------------------------------------------------------------
@@ -199,7 +224,7 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> RunConfig:
-        biggest = _largest(self.workload.size) + 1
+        biggest = self.workload.largest_request() + 1
         if biggest > self.machine.vmalloc_space:
             raise ValueError(f"workload size {biggest - 1} pages (plus guard page) is larger "
                              f"than the vmalloc space ({self.machine.vmalloc_space} pages)")

@@ -20,7 +20,7 @@ import simpy
 
 from .cpu import Cpu, IrqState
 from .mm.vmalloc import VmallocModel
-from .schema import Background, ChoiceDist, FixedDist, IrqNoise, UniformDist, Workload
+from .schema import Background, ChoiceDist, FixedDist, IrqNoise, UniformDist, VmallocLoop
 
 BATCH = 1024
 
@@ -97,7 +97,7 @@ def irq_noise(env: simpy.Environment, irq: IrqState, cpus: list[Cpu], noise: Irq
         irq.deliver(np.array([cpu.id]), np.array([env.now]), lengths.next(), switched_out)
 
 
-def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: Workload,
+def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: VmallocLoop,
                  rng: np.random.Generator, control: Control
                  ) -> Generator[simpy.Event, None, None]:
     """The SimPy process of one CPU running a ``vmalloc_loop`` workload.
@@ -126,3 +126,8 @@ def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: W
         if thinks is not None:
             cpu.charge(thinks.next())
     yield from cpu.settle()
+
+
+PROCESSES = {"vmalloc_loop": vmalloc_loop}
+"""Each workload ``kind``: the SimPy process one CPU runs, called as ``process(env, cpu, vm,
+workload, rng, control)`` with the CPU's own random stream."""
