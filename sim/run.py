@@ -24,7 +24,7 @@ from .safety import SafetyChecker
 from .schema import RunConfig
 from .stop import OpsLimitedMetrics
 from .tlb import TlbFlusher
-from .workload import PROCESSES, Control, irq_noise, place_background
+from .workload import Control, irq_noise, place_background, vmalloc_loop
 
 if TYPE_CHECKING:
     from .trace import Tracer
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 PROGRESS_STEPS = 100
 """Slices of a run whose simulated-time progress is shown."""
 PURPOSES = {"background": 1, "workload": 2, "irq": 3}
+PROCESSES = {"vmalloc_loop": vmalloc_loop}
+"""Each workload ``kind`` (sim/schema.py): the SimPy process one CPU runs, called as
+``process(env, cpu, vm, workload, rng, control)`` with the CPU's own random stream."""
 """Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
 
 

@@ -127,7 +127,3 @@ def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: V
             cpu.charge(thinks.next())
     yield from cpu.settle()
 
-
-PROCESSES = {"vmalloc_loop": vmalloc_loop}
-"""Each workload ``kind``: the SimPy process one CPU runs, called as ``process(env, cpu, vm,
-workload, rng, control)`` with the CPU's own random stream."""
