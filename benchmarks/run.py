@@ -1,71 +1,57 @@
-"""How fast vmapsim simulates, measured against a bare SimPy event loop on the same machine.
+"""How fast vmapsim simulates, against a bare SimPy event loop and a plain SimPy peer model.
 
-Run from the repository root::
+Run from the repository root (it measures the ``sim`` package of this checkout)::
 
-    python benchmarks/run.py            # full run: ~2-3 s per measurement, best of 3 (~75 s)
-    python benchmarks/run.py --quick    # ~0.3 s per measurement, best of 2 (~11 s)
-    python benchmarks/run.py --json results.json
+    python benchmarks/run.py                 # ~2 min on 2 cores
+    python benchmarks/run.py --quick         # ~30 s
+    python benchmarks/run.py --json FILE     # also write every figure as JSON
+    python benchmarks/run.py --full-scale    # the CPU-scaling runs at 1e6 operations (~+4 min)
 
-Everything runs in one process. The cases:
+Everything runs in one process. The cases, each run to a fixed number of operations:
 
 ``bare-simpy``
     The reference: 64 SimPy processes, each ``while True: yield env.timeout(d)`` with ``d``
-    exponential (mean 1000 ns, pre-drawn so no random draw is timed). Its rate is SimPy's own
-    cost per event on this machine and Python build: no simulator can beat it per event.
-``seed-i915/<variant>/bg=<n>``
-    The flagship workload at 64 CPUs of ``xeon-2s-112`` with ``workload.background.count`` =
-    ``n``, kernel variant ``linux-4.7`` or ``linux-4.5``.
-``fix_size/linux-4.7``
-    ``test_vmalloc-fix_size`` at 64 CPUs: pure vmalloc/vfree, no set_memory.
+    exponential (pre-drawn). Its rate is SimPy's own cost per event on this machine and Python
+    build; its "operations" are timeouts.
+``peer-simpy/fix_size/64``
+    ``test_vmalloc-fix_size`` at 64 CPUs written plainly on SimPy, locks as
+    ``simpy.Resource`` (``benchmarks/peer.py``): the model a user would otherwise write.
+``fix_size/<n>``
+    vmapsim, ``test_vmalloc-fix_size`` under ``linux-4.7`` at 1, 16, 64 and 256 CPUs.
+``seed-i915/64/bg=<n>``
+    vmapsim, ``seed-i915`` under ``linux-4.7`` at 64 CPUs with 1e3, 1e5 and 1e6 background
+    areas (the simulated first-fit walk grows with them; the Python work should not).
 
-Each vmapsim case builds a :class:`sim.schema.RunConfig` from the YAML catalogs with
-``warmup: 0`` (nothing is reset, so every operation since time 0 counts) and a fixed simulated
-duration per case, chosen so that one measurement takes ~2-3 s of wall time on an idle
-2-core VM (~0.3 s with ``--quick``). Each case is first run twice, untimed:
+All on ``xeon-2s-112``, ``warmup: 0``, the run ending at its N-th operation (``ops: N``), so
+that ``events`` and ``events_per_op`` are the same on every machine. Each case is timed
+``repeats`` times round-robin (so that load elsewhere hits one repeat of several cases, not
+every repeat of one case); the best wall time of ``env.run`` counts, after ``gc.collect()``.
+Model set-up (background placement) is ``setup_s``, not timed.
 
-1. with an event counter (below), which gives ``ops``, ``events`` and the operation mix;
-2. under :mod:`tracemalloc`, over the build and the first 2 ms of simulated time only
-   (tracemalloc slows Python ~5x, so it never runs during a timed run), which gives
-   ``peak_traced_mib``. The peak is mostly the set-up (background areas, per-CPU state);
-   afterwards only lazily freed areas add memory, up to ``lazy_max_pages`` until a purge
-   (fix_size reaches ~7 MiB by its first purge, ~20 ms in); histograms are fixed arrays.
+Figures per case:
 
-Then every case is run ``repeats`` times, round-robin (case 1, 2, ..., 6, case 1, 2, ...), so
-that load elsewhere on the machine hits one repeat of several cases rather than every repeat of
-one. Only ``env.run(until=duration)`` is timed, with :func:`time.perf_counter` after a
-``gc.collect()``; building the model and placing the background areas is ``setup_s``. The best
-(smallest) wall time is kept; its process CPU time is ``cpu_s``, and a warning is printed when
-wall time exceeds CPU time by more than 10% (another process took the CPU: rerun).
-
-How to read the figures (all in the table and in ``--json``):
-
-``ops``
-    Completed vmalloc + vfree + set_memory calls (``Simulation.metrics.ops``); for
-    ``bare-simpy`` the number of events (timeouts).
 ``events_per_op``
-    SimPy events scheduled per operation: a deterministic cost counter, the same on every
-    machine for a given model version, seed and duration. Counted by replacing
-    ``env.schedule`` on the Simulation's environment by a counting wrapper before the workload
-    starts: every event SimPy or the model creates (timeouts, process starts, lock handoffs,
-    the ``until`` event) goes through ``Environment.schedule``, a public method looked up on
-    the instance at each call. Where SimPy exposes its private event-id counter
-    (``env._eid``, SimPy 4) the count is checked against it. Events still pending when
-    the run stops (about one per process) are included.
-``wall_s``, ``ops_per_wall_s``, ``us_per_op``
-    Best-of-``repeats`` wall time of ``env.run`` and the rates derived from it.
-``ratio_to_bare_simpy``
-    ``ops_per_wall_s`` / bare SimPy timeouts per wall second. 0.05 means one simulated
-    operation costs as much Python time as 20 bare timeouts.
-``engine_share``
-    ``events_per_op * ratio_to_bare_simpy``: the part of the wall time that a bare SimPy loop
-    scheduling the same number of events would take. The rest is the model's own Python code.
-``scaling``
-    For each variant, wall time per operation with 1e5 background areas over that with 1e3,
-    beside the mean simulated first-fit walk (``alloc_walk_mean``, areas per vmalloc) and the
-    share of set_memory calls in the operation mix. The simulated walk grows with the list;
-    the Python work per operation should not (the busy tree skips whole blocks of areas).
+    SimPy events scheduled per operation, from SimPy's event-id counter (``env._eid``), or, if
+    a SimPy version lacks it, from a counting wrapper of ``env.schedule`` in an extra run: a
+    deterministic cost counter, where regressions show up without the machine's noise.
+``ops_per_wall_s``, ``us_per_op``; ``ratio_to_bare_simpy``, ``ratio_to_peer``
+    Operations per wall second and their ratios to the bare loop's timeouts per second and to
+    the peer's operations per second (measured in the same process).
+``peak_mib``
+    tracemalloc peak over build and a run of ``memory_ops`` operations (tracemalloc slows
+    Python ~5x, so it never runs during a timed run).
 
-Wall-clock figures depend on the machine and its load; ``events_per_op`` does not.
+And three studies:
+
+``memory_vs_length``
+    ``seed-i915`` at 256 CPUs (IPI-saturated: every CPU waits long for ``purge_lock``) run to
+    N and to 10 N operations under tracemalloc: the peak of the longer run over the shorter.
+``cpu_scaling``
+    ``seed-i915`` (1e4 background areas, its own) at 16 and at 256 CPUs, to the same number of
+    operations: 1e5 by default (1e6 with ``--full-scale``, which alone takes minutes), wall
+    time of each and their ratio.
+``targets``
+    The project's targets, each with the measured figure and whether it is met.
 """
 
 from __future__ import annotations
@@ -84,18 +70,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import simpy
-import yaml
-from simpy.events import NORMAL
-
-from sim.mm.variants import presets
-from sim.run import Simulation
-from sim.schema import RunConfig
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this checkout, not an installed copy
+
+import numpy as np  # noqa: E402
+import simpy  # noqa: E402
+import yaml  # noqa: E402
+from peer import PeerModel  # noqa: E402
+from simpy.events import NORMAL  # noqa: E402
+
+from sim.mm.variants import presets  # noqa: E402
+from sim.run import Simulation  # noqa: E402
+from sim.schema import RunConfig  # noqa: E402
+
 MACHINE = "xeon-2s-112"
-CPUS = 64
+VARIANT = "linux-4.7"
 ENTROPY = (1, 2, 3)
 BARE_PROCS = 64
 BARE_MEAN_NS = 1000.0
@@ -103,79 +92,59 @@ BARE_BATCH = 1024
 MIB = 2.0**20
 CONTENDED = 1.1
 """Warn when a best wall time exceeds its CPU time by this factor (the machine was busy)."""
+SCALES = {"full": 1.0, "quick": 0.2, "smoke": 0.004}
+"""Operations per case relative to the full run."""
+SMOKE_BACKGROUND = 10_000
 
 
 @dataclass(frozen=True)
 class Case:
-    """One measurement: a workload, variant and background count, or the bare reference."""
+    """One measurement: a workload at a CPU count and background count, or a reference."""
 
     name: str
-    duration_ns: float
-    quick_ns: float
-    workload: str | None = None  # None: the bare SimPy reference
-    variant: str | None = None
+    ops: int  # full-mode operations (bare-simpy: timeouts)
+    kind: str = "vmapsim"  # or "bare", "peer"
+    workload: str = "test_vmalloc-fix_size"
+    cpus: int = 64
     background: int | None = None  # None: the workload file's own count
-    memory_ns: float = 2e6
-    """Simulated duration of the traced (memory) run: short, the same in both modes."""
+    memory_ops: int = 2000
 
-    def until(self, quick: bool) -> float:
-        return self.quick_ns if quick else self.duration_ns
+    def n_ops(self, scale: float) -> int:
+        return max(50, int(self.ops * scale))
+
+    def background_for(self, mode: str) -> int | None:
+        """Background areas in ``mode``: ``--smoke`` caps them at 1e4 (it checks structure,
+        and building 1e6 areas takes seconds)."""
+        if mode == "smoke" and self.background is not None:
+            return min(self.background, SMOKE_BACKGROUND)
+        return self.background
 
 
 CASES = [
-    Case("bare-simpy", 3e7, 3e6, memory_ns=5e5),
-    Case("seed-i915/linux-4.7/bg=1e3", 5e8, 4e7, "seed-i915", "linux-4.7", 1_000),
-    Case("seed-i915/linux-4.7/bg=1e5", 3e10, 2e9, "seed-i915", "linux-4.7", 100_000),
-    Case("seed-i915/linux-4.5/bg=1e3", 4.5e8, 4e7, "seed-i915", "linux-4.5", 1_000),
-    Case("seed-i915/linux-4.5/bg=1e5", 3e10, 5e8, "seed-i915", "linux-4.5", 100_000),
-    Case("fix_size/linux-4.7", 3e7, 3e6, "test_vmalloc-fix_size", "linux-4.7"),
+    Case("bare-simpy", 1_500_000, kind="bare", memory_ops=100_000),
+    Case("peer-simpy/fix_size/64", 80_000, kind="peer"),
+    Case("fix_size/1", 80_000, cpus=1),
+    Case("fix_size/16", 60_000, cpus=16),
+    Case("fix_size/64", 60_000, cpus=64),
+    Case("fix_size/256", 40_000, cpus=256),
+    Case("seed-i915/64/bg=1e3", 25_000, workload="seed-i915", background=1_000),
+    Case("seed-i915/64/bg=1e5", 25_000, workload="seed-i915", background=100_000),
+    Case("seed-i915/64/bg=1e6", 25_000, workload="seed-i915", background=1_000_000),
 ]
-"""Simulated durations (ns), fixed so that ``events_per_op`` is reproducible, chosen for
-~2.5 s (full) and ~0.3 s (quick) of wall time per run on an idle 2-core VM. At 1e5 background
-areas the simulated machine completes few operations per simulated second (vmallocs walk
-thousands of areas under vmap_area_lock), so those runs cover seconds of simulated time. When
-the model changes, a run far from the target prints a suggested duration."""
-TARGET_WALL_S = {False: 2.5, True: 0.3}
-"""Wall time per run the durations aim at (full, quick); outside 0.4x-2.5x a warning suggests
-a new duration."""
+"""Operation counts chosen for ~1-2 s of wall time per full-mode run on an idle 2-core VM."""
+MEMORY_OPS = 5_000
+"""Operations of the shorter memory_vs_length run (the longer one runs 10 times as many)."""
+SCALING_OPS = {"full": 100_000, "quick": 20_000, "smoke": 200, "full-scale": 1_000_000}
 
 
 @dataclass
 class Prepared:
-    """A built model, ready to start: its environment and how to read its results."""
+    """A built model, ready to start: its environment, its stop event and its summary."""
 
     env: simpy.Environment
     start: Callable[[], None]
+    done: Callable[[], simpy.Event | float]
     summary: Callable[[], dict[str, Any]]
-
-
-@dataclass
-class Result:
-    """Every figure of one case (the JSON record)."""
-
-    name: str
-    workload: str | None
-    variant: str | None
-    background: int | None
-    cpus: int
-    sim_duration_ns: float
-    ops: int
-    events: int
-    events_per_op: float
-    events_checked: bool | None
-    deterministic: bool
-    wall_s: float
-    wall_all_s: list[float]
-    cpu_s: float
-    setup_s: float
-    ops_per_wall_s: float
-    us_per_op: float
-    ns_per_event: float
-    peak_traced_mib: float
-    memory_sim_ns: float
-    ratio_to_bare_simpy: float = float("nan")
-    engine_share: float = float("nan")
-    model: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -183,21 +152,34 @@ class Timing:
     setup_s: float
     wall_s: float
     cpu_s: float
-    summary: dict[str, Any]
     events: int | None
+    summary: dict[str, Any]
 
 
 @dataclass
-class Counted:
-    """What the instrumented runs of a case found: the deterministic part of its figures."""
+class Result:
+    """Every figure of one case (its JSON record)."""
 
-    case: Case
-    until: float
+    name: str
+    kind: str
+    workload: str | None
+    cpus: int
+    background: int | None
+    ops: int
     events: int
-    checked: bool | None
-    summary: dict[str, Any]
+    events_per_op: float
+    deterministic: bool
+    wall_s: float
+    wall_all_s: list[float]
+    cpu_s: float
+    setup_s: float
+    ops_per_wall_s: float
+    us_per_op: float
     peak_mib: float
-    timings: list[Timing] = field(default_factory=list)
+    memory_ops: int
+    ratio_to_bare_simpy: float = float("nan")
+    ratio_to_peer: float = float("nan")
+    model: dict[str, Any] = field(default_factory=dict)
 
 
 # --- building the cases ----------------------------------------------------------------------
@@ -208,8 +190,9 @@ def _bare_proc(env: simpy.Environment, delays: list[float]) -> Generator[simpy.E
         yield timeout(delay)
 
 
-def build_bare() -> Prepared:
-    """64 processes of back-to-back exponential timeouts, delays drawn before timing."""
+def build_bare(ops: int) -> Prepared:
+    """64 processes of back-to-back exponential timeouts, delays drawn before timing; the run
+    ends at the time by which ``ops`` timeouts have fired (about)."""
     env = simpy.Environment()
     rng = np.random.default_rng(list(ENTROPY))
     delays = [rng.exponential(BARE_MEAN_NS, BARE_BATCH).tolist() for _ in range(BARE_PROCS)]
@@ -218,7 +201,8 @@ def build_bare() -> Prepared:
         for batch in delays:
             env.process(_bare_proc(env, batch))
 
-    return Prepared(env, start, lambda: {})
+    until = ops * BARE_MEAN_NS / BARE_PROCS
+    return Prepared(env, start, lambda: until, lambda: {"ops": ops})
 
 
 def load_catalog(kind: str, name: str) -> dict[str, Any]:
@@ -226,35 +210,47 @@ def load_catalog(kind: str, name: str) -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
-def run_config(case: Case, duration_ns: float) -> RunConfig:
-    workload = load_catalog("workloads", case.workload)
-    if case.background is not None:
-        workload.setdefault("background", {})["count"] = case.background
+def run_config(workload: str, cpus: int, background: int | None, ops: int) -> RunConfig:
+    spec = load_catalog("workloads", workload)
+    if background is not None:
+        spec.setdefault("background", {})["count"] = background
     return RunConfig.model_validate({
-        "machine": load_catalog("cpus", MACHINE), "workload": workload,
-        "variant": dict(presets()[case.variant]), "cpus": CPUS,
-        "duration": duration_ns, "warmup": 0,
+        "machine": load_catalog("cpus", MACHINE), "workload": spec,
+        "variant": dict(presets()[VARIANT]), "cpus": cpus,
+        "duration": 1e15, "warmup": 0, "ops": ops,
     })
 
 
 def model_summary(sim: Simulation) -> dict[str, Any]:
-    """Ops and what the model did: the operation mix, walks, purges."""
+    """Ops and what the model did: the operation mix, walks, purges, simulated throughput."""
     m = sim.metrics
-    collected = sim.collect()
     return {"ops": m.ops, "vmalloc": m.vmalloc.n, "vfree": m.vfree.n,
-            "set_memory": m.set_memory.n, "alloc_walk_mean": collected["alloc_walk_mean"],
-            "purges": m.purge.n, "ipis": m.ipis, "sim_ops_per_sec": collected["ops_per_sec"]}
+            "set_memory": m.set_memory.n, "purges": m.purge.n, "ipis": m.ipis,
+            "alloc_walk_mean": m.alloc_walk_steps / m.vmalloc.n if m.vmalloc.n else 0.0,
+            "sim_ops_per_sec": m.ops / sim.env.now * 1e9 if sim.env.now else 0.0}
 
 
-def build_vmapsim(case: Case, duration_ns: float) -> Prepared:
-    sim = Simulation(run_config(case, duration_ns), entropy=ENTROPY)
-    return Prepared(sim.env, sim.start_workload, lambda: model_summary(sim))
+def build_vmapsim(workload: str, cpus: int, background: int | None, ops: int) -> Prepared:
+    sim = Simulation(run_config(workload, cpus, background, ops), entropy=ENTROPY)
+    return Prepared(sim.env, sim.start_workload, lambda: sim.metrics.done,
+                    lambda: model_summary(sim))
 
 
-def builder(case: Case, duration_ns: float) -> Callable[[], Prepared]:
-    if case.workload is None:
-        return build_bare
-    return lambda: build_vmapsim(case, duration_ns)
+def build_peer(cpus: int, ops: int) -> Prepared:
+    env = simpy.Environment()
+    config = run_config("test_vmalloc-fix_size", cpus, None, ops)
+    model = PeerModel(env, config.machine.costs, cpus, config.workload.background.count, ops)
+    return Prepared(env, model.start, lambda: model.done,
+                    lambda: {"ops": model.state.ops,
+                             "sim_ops_per_sec": model.state.ops / env.now * 1e9})
+
+
+def builder(case: Case, ops: int, mode: str) -> Callable[[], Prepared]:
+    if case.kind == "bare":
+        return lambda: build_bare(ops)
+    if case.kind == "peer":
+        return lambda: build_peer(case.cpus, ops)
+    return lambda: build_vmapsim(case.workload, case.cpus, case.background_for(mode), ops)
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -273,39 +269,35 @@ class EventCounter:
         env.schedule = counting  # type: ignore[method-assign]
 
 
-def eid_events(env: simpy.Environment) -> int | None:
+def eid(env: simpy.Environment) -> int | None:
     """Events scheduled so far by SimPy's private id counter, if this SimPy has one."""
-    eid = getattr(env, "_eid", None)
-    return next(eid) if isinstance(eid, itertools.count) else None
+    counter = getattr(env, "_eid", None)
+    return next(counter) if isinstance(counter, itertools.count) else None
 
 
-def counted_run(build: Callable[[], Prepared], until: float) -> tuple[int, bool | None, dict]:
-    """Events scheduled (checked against SimPy's id counter when present) and the summary."""
+def counted_events(build: Callable[[], Prepared]) -> int:
+    """Events of a run through a counting wrapper (for a SimPy without ``_eid``)."""
     prepared = build()
     counter = EventCounter(prepared.env)
     prepared.start()
-    prepared.env.run(until=until)
-    by_eid = eid_events(prepared.env)
-    checked = None if by_eid is None else by_eid == counter.n
-    if checked is False:
-        print(f"warning: counted {counter.n} events, SimPy ids say {by_eid}", file=sys.stderr)
-    return counter.n, checked, prepared.summary()
+    prepared.env.run(until=prepared.done())
+    return counter.n
 
 
-def traced_peak(build: Callable[[], Prepared], until: float) -> float:
-    """Peak traced Python memory (MiB) over build, start and a short run."""
+def traced_peak(build: Callable[[], Prepared]) -> float:
+    """Peak traced Python memory (MiB) over build, start and the run."""
     gc.collect()
     tracemalloc.start()
     try:
         prepared = build()
         prepared.start()
-        prepared.env.run(until=until)
+        prepared.env.run(until=prepared.done())
         return tracemalloc.get_traced_memory()[1] / MIB
     finally:
         tracemalloc.stop()
 
 
-def timed_run(build: Callable[[], Prepared], until: float) -> Timing:
+def timed_run(build: Callable[[], Prepared]) -> Timing:
     """One plain run: set-up, then ``env.run`` timed by wall clock and process CPU time."""
     t0 = time.perf_counter()
     prepared = build()
@@ -313,116 +305,132 @@ def timed_run(build: Callable[[], Prepared], until: float) -> Timing:
     setup = time.perf_counter() - t0
     gc.collect()
     t0, c0 = time.perf_counter(), time.process_time()
-    prepared.env.run(until=until)
+    prepared.env.run(until=prepared.done())
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return Timing(setup, wall, cpu, prepared.summary(), eid_events(prepared.env))
+    # every event scheduled since the environment was made (ids count from 0)
+    return Timing(setup, wall, cpu, eid(prepared.env), prepared.summary())
 
 
-def count(case: Case, quick: bool) -> Counted:
-    until = case.until(quick)
-    events, checked, summary = counted_run(builder(case, until), until)
-    peak = traced_peak(builder(case, case.memory_ns), case.memory_ns)
-    return Counted(case, until, events, checked, summary, peak)
-
-
-def result(c: Counted) -> Result:
-    """The figures of a case from its counted run and its timed runs (best wall time)."""
-    best = min(c.timings, key=lambda t: t.wall_s)
-    same = all(t.summary == c.summary and t.events in (None, c.events) for t in c.timings)
-    summary = dict(c.summary)
-    ops = summary.pop("ops", c.events)
-    case = c.case
+def result(case: Case, ops: int, timings: list[Timing], events: int, peak: float,
+           memory_ops: int, background: int | None) -> Result:
+    """The figures of a case from its timed runs (best wall time)."""
+    best = min(timings, key=lambda t: t.wall_s)
+    summary = dict(best.summary)
+    done = summary.pop("ops", ops)
+    same = all(t.summary == best.summary and t.events in (None, events) for t in timings)
     return Result(
-        name=case.name, workload=case.workload, variant=case.variant,
-        background=case.background, cpus=BARE_PROCS if case.workload is None else CPUS,
-        sim_duration_ns=c.until, ops=ops, events=c.events, events_per_op=c.events / ops,
-        events_checked=c.checked, deterministic=same, wall_s=best.wall_s,
-        wall_all_s=[t.wall_s for t in c.timings], cpu_s=best.cpu_s,
-        setup_s=min(t.setup_s for t in c.timings), ops_per_wall_s=ops / best.wall_s,
-        us_per_op=best.wall_s / ops * 1e6, ns_per_event=best.wall_s / c.events * 1e9,
-        peak_traced_mib=c.peak_mib, memory_sim_ns=case.memory_ns, model=summary)
+        name=case.name, kind=case.kind,
+        workload=None if case.kind == "bare" else case.workload,
+        cpus=BARE_PROCS if case.kind == "bare" else case.cpus, background=background,
+        ops=done, events=events, events_per_op=events / done, deterministic=same,
+        wall_s=best.wall_s, wall_all_s=[t.wall_s for t in timings], cpu_s=best.cpu_s,
+        setup_s=min(t.setup_s for t in timings), ops_per_wall_s=done / best.wall_s,
+        us_per_op=best.wall_s / done * 1e6, peak_mib=peak, memory_ops=memory_ops,
+        model=summary)
 
 
-def measure_all(quick: bool, repeats: int) -> list[Result]:
-    """Count every case, then time them round-robin so that a burst of load elsewhere on the
-    machine hits one repeat of several cases rather than every repeat of one case."""
-    counted = []
-    for case in CASES:
-        print(f"counting {case.name} ...", file=sys.stderr, flush=True)
-        counted.append(count(case, quick))
+def measure_cases(mode: str, repeats: int) -> list[Result]:
+    """Time every case round-robin, then count (if needed) and trace memory."""
+    scale = SCALES[mode]
+    timings: dict[str, list[Timing]] = {case.name: [] for case in CASES}
     for i in range(repeats):
         print(f"timing, round {i + 1} of {repeats} ...", file=sys.stderr, flush=True)
-        for c in counted:
-            c.timings.append(timed_run(builder(c.case, c.until), c.until))
-    return [result(c) for c in counted]
-
-
-def add_ratios(results: list[Result]) -> None:
+        for case in CASES:
+            timings[case.name].append(timed_run(builder(case, case.n_ops(scale), mode)))
+    results = []
+    for case in CASES:
+        ops = case.n_ops(scale)
+        print(f"memory of {case.name} ...", file=sys.stderr, flush=True)
+        events = timings[case.name][0].events
+        if events is None:
+            events = counted_events(builder(case, ops, mode))
+        memory_ops = min(ops, max(50, int(case.memory_ops * min(1.0, scale * 5))))
+        peak = traced_peak(builder(case, memory_ops, mode))
+        results.append(result(case, ops, timings[case.name], events, peak, memory_ops,
+                              case.background_for(mode)))
     bare = results[0].ops_per_wall_s
+    peer = next(r.ops_per_wall_s for r in results if r.kind == "peer")
     for r in results:
         r.ratio_to_bare_simpy = r.ops_per_wall_s / bare
-        r.engine_share = r.events_per_op * r.ratio_to_bare_simpy
+        r.ratio_to_peer = r.ops_per_wall_s / peer
+    return results
 
 
-def scaling(results: list[Result]) -> list[dict[str, Any]]:
-    """Per variant: wall time per op at 1e5 background areas over that at 1e3."""
-    by_key = {(r.variant, r.background): r for r in results if r.workload == "seed-i915"}
-    rows = []
-    for variant in dict.fromkeys(v for v, _ in by_key):
-        small, large = by_key.get((variant, 1_000)), by_key.get((variant, 100_000))
-        if small is None or large is None:
-            continue
-        rows.append({
-            "variant": variant,
-            "alloc_walk_mean_1e3": small.model["alloc_walk_mean"],
-            "alloc_walk_mean_1e5": large.model["alloc_walk_mean"],
-            "us_per_op_1e3": small.us_per_op, "us_per_op_1e5": large.us_per_op,
-            "wall_per_op_ratio": large.us_per_op / small.us_per_op,
-            "events_per_op_ratio": large.events_per_op / small.events_per_op,
-            "wall_per_event_ratio": large.ns_per_event / small.ns_per_event,
-            "set_memory_share_1e3": small.model["set_memory"] / small.ops,
-            "set_memory_share_1e5": large.model["set_memory"] / large.ops,
-        })
-    return rows
+def memory_vs_length(mode: str) -> dict[str, Any]:
+    """tracemalloc peak of ``seed-i915`` at 256 CPUs to N and to 10 N operations."""
+    n = max(50, int(MEMORY_OPS * SCALES[mode] * (5 if mode != "full" else 1)))
+    peaks = {}
+    for ops in (n, 10 * n):
+        print(f"memory, {ops} operations ...", file=sys.stderr, flush=True)
+        peaks[ops] = traced_peak(lambda ops=ops: build_vmapsim("seed-i915", 256, 1_000, ops))
+    return {"workload": "seed-i915", "cpus": 256, "background": 1_000,
+            "ops_short": n, "ops_long": 10 * n, "peak_mib_short": peaks[n],
+            "peak_mib_long": peaks[10 * n], "ratio": peaks[10 * n] / peaks[n]}
+
+
+def cpu_scaling(ops: int) -> dict[str, Any]:
+    """Wall time of ``seed-i915`` at 16 and at 256 CPUs to the same number of operations."""
+    out: dict[str, Any] = {"workload": "seed-i915", "ops": ops}
+    for cpus in (16, 256):
+        print(f"scaling, {cpus} CPUs, {ops} operations ...", file=sys.stderr, flush=True)
+        t = timed_run(lambda cpus=cpus: build_vmapsim("seed-i915", cpus, None, ops))
+        out[f"wall_s_{cpus}"] = t.wall_s
+        out[f"sim_ms_{cpus}"] = t.summary["ops"] / t.summary["sim_ops_per_sec"] * 1e3
+        out[f"ipis_{cpus}"] = t.summary["ipis"]
+    out["ratio"] = out["wall_s_256"] / out["wall_s_16"]
+    return out
+
+
+def targets(results: list[Result], memory: dict[str, Any], scaling: dict[str, Any]
+            ) -> list[dict[str, Any]]:
+    """The project's performance targets: the measured figure, the limit, met or not."""
+    by = {r.name: r for r in results}
+    fix = by["fix_size/64"]
+    walls = [by[f"seed-i915/64/bg={n}"].us_per_op for n in ("1e3", "1e5", "1e6")]
+    rows = [
+        ("fix_size at 64 CPUs: ops/s over bare SimPy timeouts/s", fix.ratio_to_bare_simpy,
+         ">=", 0.5),
+        ("fix_size at 64 CPUs: ops/s over the plain SimPy peer's", fix.ratio_to_peer, ">=", 3.0),
+        ("seed-i915 at 64 CPUs: wall time per op, 1e6 over 1e3 background areas",
+         walls[2] / walls[0], "<=", 1.5),
+        ("seed-i915 at 256 CPUs: peak memory, 10x longer run over the shorter",
+         memory["ratio"], "<=", 1.2),
+        (f"seed-i915, {scaling['ops']} ops: wall time at 256 CPUs over 16 CPUs (same order)",
+         scaling["ratio"], "<=", 10.0),
+    ]
+    return [{"target": name, "measured": value, "limit": f"{op} {limit:g}",
+             "met": bool(value >= limit if op == ">=" else value <= limit)}
+            for name, value, op, limit in rows]
 
 
 # --- reporting -------------------------------------------------------------------------------
 
-def sim_time(ns: float) -> str:
-    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
-        if ns >= scale:
-            return f"{ns / scale:g} {unit}"
-    return f"{ns:g} ns"
-
-
 def results_table(results: list[Result]) -> str:
-    head = ("| case | simulated | ops | events/op | wall s (best) | ops/wall-s | "
-            "ratio to bare | us/op | engine share | peak MiB |")
-    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    head = ("| case | ops | events/op | ops/wall-s | x bare SimPy | x peer | us/op | "
+            "peak MiB |")
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
-            f"| {r.name} | {sim_time(r.sim_duration_ns)} | {r.ops:,} | {r.events_per_op:.2f} | "
-            f"{r.wall_s:.2f} | {r.ops_per_wall_s:,.0f} | {r.ratio_to_bare_simpy:.4f} | "
-            f"{r.us_per_op:.1f} | {r.engine_share:.0%} | {r.peak_traced_mib:.1f} |")
-    lines += ["", "ops: completed vmalloc + vfree + set_memory calls (bare-simpy: timeouts). "
-              "events/op: SimPy events scheduled per op (deterministic). engine share: "
-              "events/op x ratio to bare, the share of the wall time a bare SimPy loop with as "
-              "many events would take. peak MiB: tracemalloc peak over build + the first "
-              f"{sim_time(CASES[1].memory_ns)} simulated."]
+            f"| {r.name} | {r.ops:,} | {r.events_per_op:.2f} | {r.ops_per_wall_s:,.0f} | "
+            f"{r.ratio_to_bare_simpy:.3f} | {r.ratio_to_peer:.2f} | {r.us_per_op:.1f} | "
+            f"{r.peak_mib:.1f} |")
     return "\n".join(lines)
 
 
-def scaling_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| variant | sim. walk/vmalloc 1e3 -> 1e5 | us/op 1e3 -> 1e5 | wall/op ratio | "
-             "events/op ratio | wall/event ratio | set_memory share 1e3 -> 1e5 |",
-             "|---|---|---|---|---|---|---|"]
-    for s in rows:
-        lines.append(
-            f"| {s['variant']} | {s['alloc_walk_mean_1e3']:.0f} -> {s['alloc_walk_mean_1e5']:.0f} "
-            f"| {s['us_per_op_1e3']:.1f} -> {s['us_per_op_1e5']:.1f} "
-            f"| {s['wall_per_op_ratio']:.2f} | {s['events_per_op_ratio']:.2f} "
-            f"| {s['wall_per_event_ratio']:.2f} "
-            f"| {s['set_memory_share_1e3']:.0%} -> {s['set_memory_share_1e5']:.0%} |")
+def studies_table(memory: dict[str, Any], scaling: dict[str, Any]) -> str:
+    return "\n".join([
+        f"memory vs run length (seed-i915, 256 CPUs): {memory['ops_short']:,} ops "
+        f"{memory['peak_mib_short']:.1f} MiB, {memory['ops_long']:,} ops "
+        f"{memory['peak_mib_long']:.1f} MiB, ratio {memory['ratio']:.2f}",
+        f"CPU scaling (seed-i915, {scaling['ops']:,} ops): 16 CPUs {scaling['wall_s_16']:.1f} s,"
+        f" 256 CPUs {scaling['wall_s_256']:.1f} s, ratio {scaling['ratio']:.2f}"])
+
+
+def targets_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| target | measured | limit | met |", "|---|---|---|---|"]
+    for t in rows:
+        lines.append(f"| {t['target']} | {t['measured']:.3g} | {t['limit']} | "
+                     f"{'yes' if t['met'] else 'no'} |")
     return "\n".join(lines)
 
 
@@ -433,42 +441,55 @@ def environment() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def warn(results: list[Result], quick: bool) -> None:
+def warn(results: list[Result]) -> None:
     for r in results:
-        if not r.deterministic or r.events_checked is False:
+        if not r.deterministic:
             print(f"warning: {r.name}: repeated runs disagree on ops or events", file=sys.stderr)
-        target = TARGET_WALL_S[quick]
-        if not 0.4 * target <= r.cpu_s <= 2.5 * target:
-            print(f"note: {r.name}: {r.cpu_s:.2f} s per run, target {target} s; "
-                  f"duration {r.sim_duration_ns * target / r.cpu_s:.3g} ns would hit it",
-                  file=sys.stderr)
         if r.wall_s > CONTENDED * r.cpu_s:
             print(f"warning: {r.name}: best wall time {r.wall_s:.2f} s > CPU time "
                   f"{r.cpu_s:.2f} s: other processes competed for the CPU", file=sys.stderr)
 
 
+def measure(mode: str, repeats: int, scaling_ops: int) -> dict[str, Any]:
+    """Every figure of the benchmark, as the JSON record."""
+    started = time.perf_counter()
+    results = measure_cases(mode, repeats)
+    memory = memory_vs_length(mode)
+    scaling = cpu_scaling(scaling_ops)
+    fix = next(r for r in results if r.name == "fix_size/64")
+    return {"mode": mode, "repeats": repeats, "environment": environment(),
+            "machine_profile": MACHINE, "variant": VARIANT,
+            "ratio_to_bare_simpy": fix.ratio_to_bare_simpy, "ratio_to_peer": fix.ratio_to_peer,
+            "cases": [asdict(r) for r in results], "memory_vs_length": memory,
+            "cpu_scaling": scaling, "targets": targets(results, memory, scaling),
+            "total_s": time.perf_counter() - started}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="~0.3 s per measurement")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a fifth of the operations (~30 s)")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes: checks it runs")
+    parser.add_argument("--full-scale", action="store_true",
+                        help="CPU scaling at 1e6 operations (adds minutes)")
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE as JSON")
-    parser.add_argument("--repeats", type=int, help="timed runs per case (default 3, quick 2)")
+    parser.add_argument("--repeats", type=int, help="timed runs per case (default 3, quick 2, "
+                        "smoke 1)")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 3)
-    started = time.perf_counter()
-    results = measure_all(args.quick, repeats)
-    add_ratios(results)
-    rows = scaling(results)
-    total = time.perf_counter() - started
-    print(f"vmapsim benchmark ({'quick' if args.quick else 'full'}, best of {repeats}, "
-          f"{CPUS} simulated CPUs of {MACHINE}; Python {platform.python_version()}, "
-          f"SimPy {simpy.__version__}, {os.cpu_count()} host CPUs)\n")
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    repeats = args.repeats or {"full": 3, "quick": 2, "smoke": 1}[mode]
+    scaling_ops = SCALING_OPS["full-scale" if args.full_scale else mode]
+    record = measure(mode, repeats, scaling_ops)
+    results = [Result(**r) for r in record["cases"]]
+    print(f"vmapsim benchmark ({mode}, best of {repeats}; {MACHINE}, {VARIANT}; Python "
+          f"{platform.python_version()}, SimPy {simpy.__version__}, {os.cpu_count()} host "
+          f"CPUs)\n")
     print(results_table(results) + "\n")
-    print(scaling_table(rows) + "\n")
-    print(f"total {total:.0f} s")
-    warn(results, args.quick)
+    print(studies_table(record["memory_vs_length"], record["cpu_scaling"]) + "\n")
+    print(targets_table(record["targets"]) + "\n")
+    print(f"total {record['total_s']:.0f} s")
+    warn(results)
     if args.json:
-        record = {"quick": args.quick, "repeats": repeats, "environment": environment(),
-                  "total_s": total, "cases": [asdict(r) for r in results], "scaling": rows}
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Generator
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +26,14 @@ if TYPE_CHECKING:
 
 
 class IrqState:
-    """Per-CPU interrupt handlers: when each CPU's queued handlers finish, and what they run."""
+    """Per-CPU interrupt handlers: when each CPU's queued handlers finish, and what they run.
+
+    Memory stays bounded however long a CPU waits: every ``fold_every`` delivered handlers,
+    the handlers that have already ended on CPUs that are *waiting* (spinning on a lock or for
+    IPI acknowledgements) are consumed at once, exactly as :meth:`Cpu.waited` would consume
+    them when the wait ends (their leftover work is added to the CPU's charged work in the
+    same order), instead of piling up for the whole wait.
+    """
 
     def __init__(self, ncpus: int) -> None:
         self.busy_until = np.zeros(ncpus)
@@ -34,6 +42,21 @@ class IrqState:
         """Per CPU, in time order: (start, end, work left behind) of each handler."""
         self.tracer: Tracer | None = None
         """Records every handler on its target; None: off."""
+        self.env: simpy.Environment | None = None
+        """The clock of the CPUs (bound by :class:`Cpu`); None: handlers are never folded."""
+        self.waiting: dict[int, Cpu] = {}
+        """CPUs now waiting (lock spin, ack wait), by id: their ended handlers can be folded."""
+        self.fold_every = 16 * ncpus
+        self._delivered = 0
+        self._queues: dict[bytes, list[deque[tuple[float, float, float]]]] = {}
+
+    def queues(self, targets: np.ndarray) -> list[deque[tuple[float, float, float]]]:
+        """The handler queues of ``targets``, in their order (cached per target set)."""
+        key = targets.tobytes()
+        queues = self._queues.get(key)
+        if queues is None:
+            queues = self._queues[key] = [self.handlers[cpu] for cpu in targets.tolist()]
+        return queues
 
     def deliver(self, targets: np.ndarray, arrivals: np.ndarray, handler_ns: float,
                 leftover_ns: float = 0.0, name: str = "irq") -> np.ndarray:
@@ -46,11 +69,32 @@ class IrqState:
         start = np.maximum(arrivals, self.busy_until[targets])
         done = start + handler_ns
         self.busy_until[targets] = done
-        for cpu, s, e in zip(targets.tolist(), start.tolist(), done.tolist()):
-            self.handlers[cpu].append((s, e, leftover_ns))
+        # one C-level pass: queue[k].append((start[k], done[k], leftover_ns)) for every target
+        _consume(map(deque.append, self.queues(targets),
+                      zip(start.tolist(), done.tolist(), repeat(leftover_ns))))
         if self.tracer is not None:
             self.tracer.handlers(name, targets, start, done)
+        self._delivered += len(targets)
+        if self._delivered >= self.fold_every:
+            self.fold()
         return done
+
+    def fold(self) -> None:
+        """Consume the ended handlers of every waiting CPU (what its :meth:`Cpu.waited` will
+        do when the wait ends): a waiting CPU's charged work is zero until then, so adding
+        their leftover work now, in order, gives the very same sum."""
+        self._delivered = 0
+        if self.env is None:
+            return
+        now = self.env.now
+        for cpu in self.waiting.values():
+            handlers = cpu.handlers
+            while handlers and handlers[0][1] <= now:
+                cpu.pending += handlers.popleft()[2]
+
+
+_consume = deque(maxlen=0).extend
+"""Exhausts an iterator in C (the side effects of a ``map`` are the point)."""
 
 
 def finish_time(handlers: deque[tuple[float, float, float]], now: float, work: float) -> float:
@@ -76,12 +120,14 @@ def finish_time(handlers: deque[tuple[float, float, float]], now: float, work: f
 class Cpu:
     """One online CPU executing kernel code paths on behalf of a workload."""
 
-    __slots__ = ("env", "id", "socket", "handlers", "pending", "timeout", "preempt_count")
+    __slots__ = ("env", "id", "socket", "irq", "handlers", "pending", "timeout", "preempt_count")
 
     def __init__(self, env: simpy.Environment, cpu_id: int, socket: int, irq: IrqState) -> None:
         self.env = env
         self.id = cpu_id
         self.socket = socket
+        self.irq = irq
+        irq.env = env
         self.handlers = irq.handlers[cpu_id]
         self.pending = 0.0
         self.timeout = env.timeout
@@ -102,17 +148,30 @@ class Cpu:
         Handlers may be queued while the CPU sleeps through its step; on waking it checks for
         any that arrived before the step's end and redoes the work they displaced.
         """
-        work, self.pending = self.pending, 0.0
-        handlers = self.handlers
-        now = self.env.now
+        end = self._step_end()
         while True:
-            end = finish_time(handlers, now, work)
-            if end > self.env.now:
-                yield self.timeout(end - self.env.now)
-            if not handlers or handlers[0][0] >= end:
+            now = self.env.now
+            if end > now:
+                yield self.timeout(end - now)
+            end = self._redo_end(end)
+            if end is None:
                 return
-            now = handlers[0][0]  # a handler arrived during the step: work after it was not done
-            work = end - now
+
+    def _step_end(self) -> float:
+        """Start settling: take the charged work; when it ends, given the queued handlers."""
+        work, self.pending = self.pending, 0.0
+        now = self.env.now
+        handlers = self.handlers
+        return finish_time(handlers, now, work) if handlers else now + work
+
+    def _redo_end(self, end: float) -> float | None:
+        """At ``end``: None if no handler arrived during the step; otherwise the step's new
+        end (the work after the handler's arrival was not done)."""
+        handlers = self.handlers
+        if not handlers or handlers[0][0] >= end:
+            return None
+        now = handlers[0][0]
+        return finish_time(handlers, now, end - now)
 
     def waited(self) -> None:
         """After a wait (lock spin, ack wait): handlers that ran during it cost nothing but the
@@ -122,25 +181,53 @@ class Cpu:
         while handlers and handlers[0][1] <= now:
             self.pending += handlers.popleft()[2]
 
+    def _wait(self, event: simpy.Event) -> Generator[simpy.Event, None, None]:
+        """Wait for ``event``, the CPU's charged work being zero (settled): meanwhile its
+        ended handlers may be folded (:meth:`IrqState.fold`)."""
+        waiting = self.irq.waiting
+        waiting[self.id] = self
+        yield event
+        del waiting[self.id]
+        self.waited()
+
     def wait_until(self, t: float) -> Generator[simpy.Event, None, None]:
         """Spin until absolute time ``t`` (handlers overlap the spin)."""
-        yield from self.settle()
+        end = self._step_end()  # settle(), inlined: one generator less per resume
+        while True:
+            now = self.env.now
+            if end > now:
+                yield self.timeout(end - now)
+            end = self._redo_end(end)
+            if end is None:
+                break
         if t > self.env.now:
-            yield self.timeout(t - self.env.now)
-            self.waited()
+            yield from self._wait(self.timeout(t - self.env.now))
 
     def spin_lock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``spin_lock(lock)``: settle the clock, then take the lock or spin for it."""
-        yield from self.settle()
+        end = self._step_end()  # settle(), inlined: one generator less per resume
+        while True:
+            now = self.env.now
+            if end > now:
+                yield self.timeout(end - now)
+            end = self._redo_end(end)
+            if end is None:
+                break
         self.preempt_count += 1
         event = lock.acquire(self)
         if event is not None:
-            yield event
-            self.waited()
+            yield from self._wait(event)
 
     def spin_unlock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``spin_unlock(lock)`` at the end of the charged critical section."""
-        yield from self.settle()
+        end = self._step_end()  # settle(), inlined: one generator less per resume
+        while True:
+            now = self.env.now
+            if end > now:
+                yield self.timeout(end - now)
+            end = self._redo_end(end)
+            if end is None:
+                break
         lock.release(self)
         self.preempt_count -= 1
 

@@ -34,6 +34,7 @@ from .config import (
     set_dotted,
 )
 from .mm.variants import resolve_variant
+from .replay import anchor as anchor_trace
 from .run import RunSpec
 from .schema import ExperimentFile, RunConfig, Variant
 from .sweep import Sweep, parse_sweep, set_factor, unsweep
@@ -94,6 +95,7 @@ class Experiment:
                 set_dotted(data, key, value, self.origins)
             except ConfigError as exc:  # the swept key is at fault: point at its sweep entry
                 raise self.origins.error(exc.message, self.sweep.key_path(key)) from None
+        anchor_trace(data["workload"], self._trace_origin(point))
         if data.get("cpus") is None:
             data["cpus"] = data["machine"].get("cpus") if isinstance(data["machine"], dict) \
                 else None
@@ -104,6 +106,13 @@ class Experiment:
         config = model.model_dump(mode="json")
         self._check_finite(config, (), point)
         return config
+
+    def _trace_origin(self, point: dict[str, Any]) -> str:
+        """The file (or ``--set``) that named the workload's trace: relative trace paths
+        resolve against its directory."""
+        key = "workload.trace"
+        path = self.sweep.key_path(key) if key in point else ("workload", "trace")
+        return self.origins.locate(path)[0]
 
     def _check_finite(self, node: Any, path: tuple, point: dict[str, Any]) -> None:
         """Refuse an infinite or NaN number anywhere in a run configuration (``.inf`` is valid

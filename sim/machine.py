@@ -7,6 +7,7 @@ A sweep's ``cpus`` value overrides the profile's CPU count; sockets follow from 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .schema import Costs, MachineProfile
 
@@ -41,8 +42,15 @@ class Machine:
     def socket_of(self, cpu: int) -> int:
         return cpu // self.profile.cpus_per_socket
 
+    @cached_property
+    def _cacheline(self) -> tuple[int, float, float]:
+        """(CPUs per socket, same-socket and cross-socket line transfer), looked up once: a
+        lock handoff asks for them on every contended release."""
+        c = self.costs
+        return (self.profile.cpus_per_socket, c.cacheline_same_socket_ns,
+                c.cacheline_cross_socket_ns)
+
     def cacheline_ns(self, cpu_a: int, cpu_b: int) -> float:
         """One cache-line transfer between two CPUs (same or cross socket)."""
-        if self.socket_of(cpu_a) == self.socket_of(cpu_b):
-            return self.costs.cacheline_same_socket_ns
-        return self.costs.cacheline_cross_socket_ns
+        per_socket, same, cross = self._cacheline
+        return same if cpu_a // per_socket == cpu_b // per_socket else cross

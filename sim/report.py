@@ -27,6 +27,7 @@ from .store import (
     write_paired,
     write_summary,
 )
+from .test_vmalloc import write_log as write_test_vmalloc_log
 from .uncertainty import sensitivities, win_fractions
 from .units import format_ns
 
@@ -105,6 +106,7 @@ def write_tables(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]
     if manifest.baseline:
         write_paired(out_dir, paired, swept)
     write_lock_stat(out_dir, results, swept)
+    write_test_vmalloc_log(out_dir, results, swept)
     report = Report(rows, paired)
     if manifest.sampled_keys:
         metric, goal = manifest.rank

@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
+from .churn import object_churn
 from .cpu import Cpu, IrqState
 from .machine import Machine
 from .metrics import Metrics
 from .mm.vmalloc import VmallocModel
+from .replay import replay_metrics, trace_replay
 from .safety import SafetyChecker
 from .schema import RunConfig
 from .stop import OpsLimitedMetrics
+from .test_vmalloc import test_vmalloc, test_vmalloc_metrics, test_vmalloc_report
 from .tlb import TlbFlusher
 from .workload import Control, irq_noise, place_background, vmalloc_loop
 
@@ -32,10 +35,19 @@ if TYPE_CHECKING:
 PROGRESS_STEPS = 100
 """Slices of a run whose simulated-time progress is shown."""
 PURPOSES = {"background": 1, "workload": 2, "irq": 3}
-PROCESSES = {"vmalloc_loop": vmalloc_loop}
+PROCESSES = {"vmalloc_loop": vmalloc_loop, "trace": trace_replay, "object_churn": object_churn,
+             "test_vmalloc": test_vmalloc}
 """Each workload ``kind`` (sim/schema.py): the SimPy process one CPU runs, called as
 ``process(env, cpu, vm, workload, rng, control)`` with the CPU's own random stream."""
 """Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
+KIND_METRICS = {"trace": replay_metrics, "test_vmalloc": test_vmalloc_metrics}
+"""Metrics a workload kind adds to a run's own, from the ``control`` its processes share."""
+KIND_REPORTS = {"test_vmalloc": test_vmalloc_report}
+"""What a workload kind adds to a run's result file, under the kind's name."""
+
+
+def _no_metrics(control: Control) -> dict[str, float]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -125,19 +137,35 @@ class Simulation:
         else:  # the window's ops-th operation, or the duration cap
             self.env.run(until=self.env.any_of([self.metrics.done, self.env.timeout(end)]))
         metrics = self.collect()
+        metrics.update(KIND_METRICS.get(self.config.workload.kind, _no_metrics)(self.control))
         self.drain()
         metrics.update(self.safety.metrics())
         return metrics
 
     def _run_until(self, end: float, progress: Callable[[float], None] | None) -> None:
         """``env.run(until=end)``, in slices that report the simulated fraction done when a
-        ``progress`` callback is given (slicing changes no event's order)."""
+        ``progress`` callback is given (slicing changes no event's order).
+
+        A workload kind that ``finishes`` (test_vmalloc) also stops the run as soon as all its
+        processes have returned, ``end`` then being a cap; other kinds run as before."""
+        done = simpy.AllOf(self.env, self.workers) \
+            if getattr(self.config.workload, "finishes", False) else None
         if progress is None:
-            self.env.run(until=end)
+            self._run_to(end, done)
             return
         for step in range(1, PROGRESS_STEPS + 1):
-            self.env.run(until=end * step / PROGRESS_STEPS)
+            self._run_to(end * step / PROGRESS_STEPS, done)
+            if done is not None and done.triggered:
+                progress(1.0)
+                return
             progress(step / PROGRESS_STEPS)
+
+    def _run_to(self, until: float, done: simpy.Event | None) -> None:
+        """``env.run(until=until)``, or until ``done`` fires if sooner."""
+        if done is None:
+            self.env.run(until=until)
+        elif not done.triggered:
+            self.env.run(until=self.env.any_of([done, self.env.timeout(until - self.env.now)]))
 
     def drain(self) -> None:
         """Stop the workload, let every operation in flight and any queued drain work (5.18)
@@ -145,9 +173,10 @@ class Simulation:
         variant lost."""
         self.control.stop = True
         self.env.run(until=simpy.AllOf(self.env, self.workers))
-        work = self.vm.drain_vmap_work
-        while work.process is not None:  # the queued drain work finishes too
-            self.env.run(until=work.process)
+        busy = [w.process for w in self.vm.works() if w.process is not None]
+        while busy:  # queued work (drain, deferred frees) finishes too, and what it queues
+            self.env.run(until=busy[0])
+            busy = [w.process for w in self.vm.works() if w.process is not None]
         self.cpus[0].forget_idle_handlers()
         final = self.env.process(self.vm.vm_unmap_aliases(self.cpus[0]))
         self.env.run(until=final)
@@ -204,5 +233,9 @@ def run(spec: RunSpec, tracer: Tracer | None = None,
     if tracer is not None:
         tracer.attach(sim)
     metrics = sim.run(progress)
-    return {"run_id": spec.run_id, "spec": spec.to_dict(), "metrics": metrics,
-            "lock_stat": sim.lock_stats(), "safety": sim.safety.examples, "status": "ok"}
+    result = {"run_id": spec.run_id, "spec": spec.to_dict(), "metrics": metrics,
+              "lock_stat": sim.lock_stats(), "safety": sim.safety.examples, "status": "ok"}
+    kind = config.workload.kind
+    if kind in KIND_REPORTS:
+        result[kind] = KIND_REPORTS[kind](sim.control)
+    return result

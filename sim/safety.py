@@ -9,8 +9,9 @@ each (simulated time, CPUs, area, and the steps that led there):
     covered by a completed TLB flush started after its unmap: a CPU may still hold a stale
     translation to the old pages.
 ``unmap_aliases_unflushed``
-    ``vm_unmap_aliases()`` returning while an area lazily freed before the call is still
-    unflushed: the guarantee ``set_memory_*()`` relies on (no alias left to the pages).
+    ``vm_unmap_aliases()`` returning while an area lazily freed before the call, or a range
+    unmapped by ``vm_unmap_ram()`` (``vb_free``) before it, is still unflushed: the guarantee
+    ``set_memory_*()`` relies on (no alias left to the pages).
 ``use_after_free``
     An area's fields read after another CPU freed it (``__free_vmap_area``), as in the
     ``free_vmap_area_noflush`` ordering Roman Pen found in 2016.
@@ -80,6 +81,17 @@ class SafetyChecker:
         self._unflushed[va.ident] = va
         insort(self._starts, (va.va_start, va.ident))
         self._lazy[va.ident] = va
+
+    def vb_freed(self, va: VmapArea, now: float, cpu: int) -> None:
+        """``vb_free``: a ``vm_map_ram()`` range of a vmap block unmapped without a flush (its
+        block's dirty range widened). It is unflushed, as a lazily freed area is, until a flush
+        started after this covers it: ``vm_unmap_aliases()`` must not return before, and no
+        allocation may overlap it. It is not lazily freed: its space comes back with its
+        block's area, which is."""
+        va.log(now, cpu, "vb_free")
+        va.freed_lazily_at = now
+        self._unflushed[va.ident] = va
+        insort(self._starts, (va.va_start, va.ident))
 
     def flushed(self, initiated: float, start: int, end: int, full: bool, now: float,
                 cpu: int) -> None:

@@ -7,9 +7,18 @@ so it describes its run completely.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import os
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .units import parse_pages, parse_time
 
@@ -56,6 +65,7 @@ class Costs(Strict):
     mutex_wake_ns: Cost
     cpa_ns: Cost
     clflush_page_ns: Cost
+    clear_page_ns: Cost
 
 
 class MachineProfile(Strict):
@@ -135,14 +145,20 @@ class WorkloadBase(Strict):
     description: str = ""
     vmap_block_dirty: bool = Field(
         default=True,
-        description="per-CPU vmap blocks hold dirty ranges, so vm_unmap_aliases() flushes "
-                    "even when nothing is lazy")
+        description="dirty blocks of vm_map_ram users outside the simulated workload: their "
+                    "dirty ranges are taken to span the vmalloc space, so every "
+                    "vm_unmap_aliases() flushes it all even when nothing is lazy (the blocks of "
+                    "the workload's own vm_map_ram calls are modelled apart)")
     background: Background = Field(default_factory=Background)
     irq_noise: IrqNoise = Field(default_factory=IrqNoise)
 
     def largest_request(self) -> int:
         """The largest single request in pages (checked against the vmalloc space)."""
         raise NotImplementedError
+
+    def check_run(self, cpus: int, vmalloc_space: int) -> None:
+        """Refuse a run of ``cpus`` CPUs and ``vmalloc_space`` pages this workload cannot
+        drive (a kind with more to check than its largest request overrides it)."""
 
 
 class VmallocLoop(WorkloadBase):
@@ -160,6 +176,69 @@ class VmallocLoop(WorkloadBase):
         return _largest(self.size)
 
 
+class TraceReplay(WorkloadBase):
+    """``trace``: each CPU replays its records of a recorded CSV trace (sim/replay.py)."""
+
+    kind: Literal["trace"]
+    trace: str = Field(description="the CSV trace; a relative path resolves against the "
+                                   "directory of the YAML file that names it")
+    trace_sha256: str | None = Field(
+        default=None, validate_default=True,
+        description="the trace's SHA-256, filled in when the trace is read (a run refuses a "
+                    "trace whose content changed since); give it to pin the content")
+    mode: Literal["open_loop", "closed_loop"] = Field(
+        default="open_loop", description="open_loop: each operation at its recorded offset "
+                                         "(or late); closed_loop: back to back")
+    loop: bool = Field(default=False, description="start the trace again when it ends, "
+                                                  "until the run ends")
+    cpu_map: Literal["strict", "fold"] = Field(
+        default="strict", description="strict: a trace CPU the run does not have is an error; "
+                                      "fold: trace CPU c runs on CPU c % cpus")
+    speed: float = Field(default=1.0, gt=0, le=1e9,
+                         description="open loop: recorded offsets are divided by this")
+
+    @field_validator("trace")
+    @classmethod
+    def _readable(cls, path: str) -> str:
+        from .replay import check_trace, load_trace
+
+        path = os.path.abspath(os.path.expanduser(path))
+        if not os.path.isfile(path):
+            raise ValueError(f"expected a CSV trace file, found {path!r} (no such file)")
+        check_trace(load_trace(path))
+        return path
+
+    @field_validator("trace_sha256")
+    @classmethod
+    def _same_content(cls, digest: str | None, info: ValidationInfo) -> str | None:
+        from .replay import load_trace
+
+        path = info.data.get("trace")
+        if path is None:
+            return digest
+        found = load_trace(path).sha256
+        if digest is not None and digest != found:
+            raise ValueError(f"expected the trace {path} with SHA-256 {digest} (its content "
+                             f"changed since it was configured), found {found}")
+        return found
+
+    @property
+    def finishes(self) -> bool:
+        """Without ``loop`` the run ends when every CPU has replayed its records (``duration``
+        is then a cap)."""
+        return not self.loop
+
+    def largest_request(self) -> int:
+        from .replay import load_trace
+
+        return load_trace(self.trace).largest_request()[0]
+
+    def check_run(self, cpus: int, vmalloc_space: int) -> None:
+        from .replay import check_fits, load_trace
+
+        check_fits(load_trace(self.trace), cpus, self.cpu_map == "fold", vmalloc_space)
+
+
 def _default_kind(value: Any) -> Any:
     """A workload without ``kind`` is a ``vmalloc_loop``."""
     if isinstance(value, dict) and "kind" not in value:
@@ -167,7 +246,84 @@ def _default_kind(value: Any) -> Any:
     return value
 
 
-Workload = Annotated[VmallocLoop, BeforeValidator(_default_kind), Field(discriminator="kind")]
+class VmallocTestModule(WorkloadBase):
+    """``test_vmalloc``: the kernel's lib/test_vmalloc.c (Linux 6.3-6.13) as a workload, with the
+    module's parameters and defaults: ``nr_threads`` workers each run the test cases
+    ``run_test_mask`` selects, ``test_repeat_count`` times each (sim/test_vmalloc.py)."""
+
+    kind: Literal["test_vmalloc"]
+    finishes: ClassVar[bool] = True
+    """The run ends when every worker is done (``duration`` is then a cap)."""
+    nr_threads: int = Field(default=0, ge=0, le=65535,
+                            description="workers; 0 is clamped to 1 as the module does; "
+                                        "worker i runs on CPU i % cpus")
+    test_loop_count: int = Field(default=1_000_000, ge=1, le=2**31 - 1)
+    test_repeat_count: int = Field(default=1, ge=1, le=1_000_000)
+    nr_pages: int = Field(default=1, ge=0, le=1 << 20,
+                          description="pages of fix_size and vm_map_ram; 0 means 1")
+    use_huge: bool = Field(default=False, description="vmalloc_huge() in fix_size")
+    sequential_test_order: bool = False
+    run_test_mask: int | list[str] = Field(
+        default=2**31 - 1, description="a bit mask as the module takes it (INT_MAX: all), or "
+                                       "a list of test names")
+    rcu_grace_period: PositiveTimeNs = Field(
+        default=3e6, description="one RCU grace period as seen by kvfree_rcu()")
+    kfree_drain_delay: PositiveTimeNs = Field(
+        default=20e6, description="KFREE_DRAIN_JIFFIES: kvfree_rcu() batches wait this long")
+    pcpu_unit_size: Pages = Field(default=64, description="bytes per CPU of a percpu chunk")
+
+    @field_validator("run_test_mask")
+    @classmethod
+    def _known_tests(cls, mask: int | list[str]) -> int | list[str]:
+        from .test_vmalloc import test_mask
+
+        test_mask(mask)
+        return mask
+
+    def largest_request(self) -> int:
+        from .test_vmalloc import largest_request
+
+        return largest_request(self)
+
+
+SetMemoryCall = Literal["all", "each"] | Annotated[int, Field(ge=1)]
+"""set_memory_*() calls on an object: ``all`` its pages in one call, ``each`` page in its own
+call, or a number of pages in one call."""
+
+
+class ChurnObject(Strict):
+    """One object type of an ``object_churn`` workload (sim/churn.py)."""
+
+    name: str
+    rate: float = Field(gt=0, le=1e9, description="creations/s per CPU (Poisson)")
+    size: SizeDist
+    lifetime: PositiveTimeNs = Field(description="mean of an exponential lifetime")
+    on_alloc: list[SetMemoryCall] = Field(
+        default_factory=list, description="set_memory_*() calls after allocation "
+                                          "(e.g. set_memory_ro, set_memory_x)")
+    on_free: list[SetMemoryCall] = Field(
+        default_factory=list, description="set_memory_*() calls before the free "
+                                          "(e.g. set_memory_rw, set_pages_wb)")
+    free: Literal["vfree", "deferred", "cached"] = Field(
+        default="vfree", description="vfree: synchronous; deferred: vfree_atomic() to a "
+                                     "per-CPU kworker; cached: a per-CPU cache of freed "
+                                     "stacks first (CONFIG_VMAP_STACK), else deferred")
+    cache: int = Field(default=2, ge=1, le=64, description="NR_CACHED_STACKS (free: cached)")
+
+
+class ObjectChurn(WorkloadBase):
+    """``object_churn``: object types created on every CPU at Poisson rates, protected with
+    set_memory_*(), living an exponential time, then freed (sim/churn.py)."""
+
+    kind: Literal["object_churn"]
+    objects: list[ChurnObject] = Field(min_length=1)
+
+    def largest_request(self) -> int:
+        return max(_largest(obj.size) for obj in self.objects)
+
+
+Workload = Annotated[VmallocLoop | TraceReplay | VmallocTestModule | ObjectChurn,
+                     BeforeValidator(_default_kind), Field(discriminator="kind")]
 """Every workload kind, told apart by ``kind`` (a kind's model and its per-CPU process in
 sim/workload.py ``PROCESSES`` are added together)."""
 
@@ -181,7 +337,7 @@ class Variant(Strict):
     base: str | None = None
     kernel: str = ""
     description: str = ""
-    lazy_list: Literal["full_walk", "llist", "sorted_tree"]
+    lazy_list: Literal["full_walk", "llist", "sorted_tree", "per_node"]
     noflush_order: Literal["publish_then_read", "read_then_publish"]
     purge_lock: Literal["spin", "mutex", "none", "refcount"]
     free_lock_break: int = Field(ge=0, description="areas between cond_resched_lock(); 0: none")
@@ -191,10 +347,36 @@ class Variant(Strict):
     purge_context: Literal["caller", "workqueue"] = Field(
         default="caller", description="who purges past lazy_max_pages(): the freeing caller "
                                       "(try_purge_vmap_area_lazy) or drain_vmap_work (5.18)")
+    vb_dirty_reset: bool = Field(
+        default=False,
+        description="vm_unmap_aliases() resets a vmap block's dirty range once it has taken it "
+                    "for its flush (a09fad96ffb1 'mm/vmalloc: Prevent flushing dirty space over "
+                    "and over', Thomas Gleixner, Linux 6.5); false: every call flushes the same "
+                    "dirty ranges again until their block is freed")
+    vb_walk_all: bool = Field(
+        default=False,
+        description="vm_unmap_aliases() walks every vmap block, not only the per-CPU free "
+                    "lists, so the dirty range of a block with no free space left is flushed "
+                    "too (fc1e0d980037 'mm/vmalloc: Prevent stale TLBs in fully utilized "
+                    "blocks', Thomas Gleixner, Linux 6.5)")
     vmap_nodes: bool = Field(
         default=False, description="per-node busy trees and locks, min(cpus, 128) nodes, "
                                    "free_vmap_area_lock over the free tree only, and "
                                    "per-node pools of free ranges up to 256 pages (6.9)")
+
+    purge_helpers: bool = Field(
+        default=False, description="per-node lazy trees: a purge hands nodes to kworkers on "
+                                   "their CPUs, one per lazy_max_pages() of backlog (6.9)")
+
+    @model_validator(mode="after")
+    def _per_node_parts_need_nodes(self) -> Variant:
+        if self.lazy_list == "per_node" and not self.vmap_nodes:
+            raise ValueError("lazy_list: per_node needs vmap_nodes: true (the lazy trees are "
+                             "the nodes')")
+        if self.purge_helpers and self.lazy_list != "per_node":
+            raise ValueError("purge_helpers needs lazy_list: per_node (helpers purge nodes' "
+                             "lazy lists)")
+        return self
 
     @model_validator(mode="after")
     def _nodes_need_the_free_tree(self) -> Variant:
@@ -224,6 +406,7 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _fits(self) -> RunConfig:
+        self.workload.check_run(self.cpus, self.machine.vmalloc_space)
         biggest = self.workload.largest_request() + 1
         if biggest > self.machine.vmalloc_space:
             raise ValueError(f"workload size {biggest - 1} pages (plus guard page) is larger "

@@ -27,8 +27,10 @@ def config_error(exc: ValidationError, data: Any, model: type[BaseModel], origin
     path = _data_path(data, err["loc"], err["type"] == "missing")
     if not path and err["type"] == "value_error":
         path = _root_check_path(err["msg"], data)
-    message = _message(err, model, path)
-    alternatives = [_message(e, model, path) for e in errors
+    if err["type"] == "union_tag_invalid" and isinstance(_node_at(data, path), dict):
+        path += (err["ctx"]["discriminator"].strip("'"),)  # the key with the unknown tag
+    message = _message(err, model, path, data)
+    alternatives = [_message(e, model, path, data) for e in errors
                     if e is not err and _data_path(data, e["loc"]) == path
                     and e["type"] not in ("missing", "extra_forbidden")]
     if alternatives and err["type"] not in ("missing", "extra_forbidden"):
@@ -87,8 +89,13 @@ def _data_path(data: Any, loc: tuple, missing: bool = False) -> tuple:
     ``missing`` key, the last part: the key that is not there)."""
     path: list = []
     node = data
+    tag = False
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
+        if not tag and isinstance(node, dict) and node.get("kind") == part:
+            tag = True  # the tag of a kind-discriminated union (it may also name a key)
+            continue
+        tag = False
         in_dict = isinstance(node, dict) and part in node
         in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
         if in_dict or in_list:
@@ -99,12 +106,17 @@ def _data_path(data: Any, loc: tuple, missing: bool = False) -> tuple:
     return tuple(path)
 
 
-def _message(err: dict, model: type[BaseModel], path: tuple) -> str:
+def _message(err: dict, model: type[BaseModel], path: tuple, data: Any = None) -> str:
     kind = err["type"]
     if kind == "missing":
         return "missing required key"
+    if kind == "union_tag_invalid":
+        expected = err["ctx"]["expected_tags"]
+        tags = [t.strip(" '") for t in expected.split(",")]
+        tag = err["ctx"]["tag"]
+        return f"expected one of {expected}, found {tag!r}{did_you_mean(tag, tags)}"
     if kind == "extra_forbidden":
-        allowed = _fields_at(model, path[:-1])
+        allowed = _fields_at(model, path[:-1], data)
         return (f"unknown key '{path[-1]}'{did_you_mean(str(path[-1]), allowed)}"
                 + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
     text = err["msg"].removeprefix("Value error, ")
@@ -117,10 +129,13 @@ def _message(err: dict, model: type[BaseModel], path: tuple) -> str:
     return f"{text}, found {found}"
 
 
-def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
-    """The keys a mapping at ``path`` of ``model`` may hold (for "did you mean")."""
+def _fields_at(model: type[BaseModel], path: tuple, data: Any = None) -> list[str]:
+    """The keys a mapping at ``path`` of ``model`` may hold (for "did you mean"); of a union
+    of kinds, those of the kind the data names."""
     cls: Any = model
+    node = data
     for part in path:
+        node = _child(node, part)
         if isinstance(part, int):
             continue
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
@@ -128,17 +143,39 @@ def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
         field = cls.model_fields.get(part)
         if field is None:
             return []
-        cls = _model_in(field.annotation)
+        cls = _model_in(field.annotation, node)
     if isinstance(cls, type) and issubclass(cls, BaseModel):
         return list(cls.model_fields)
     return []
 
 
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
+def _node_at(data: Any, path: tuple) -> Any:
+    for part in path:
+        data = _child(data, part)
+    return data
+
+
+def _child(node: Any, part: Any) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
     return None
+
+
+def _model_in(annotation: Any, node: Any = None) -> Any:
+    """The model in ``annotation``: the member of a union whose ``kind`` is the one ``node``
+    names, else the first."""
+    members = _models(annotation)
+    kind = node.get("kind") if isinstance(node, dict) else None
+    for member in members:
+        field = member.model_fields.get("kind")
+        if kind is not None and field is not None and kind in typing.get_args(field.annotation):
+            return member
+    return members[0] if members else None
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models(arg)]

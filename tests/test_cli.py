@@ -111,5 +111,6 @@ def test_wheel_ships_the_catalogs(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("vmapsim-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("sim/catalog/cpus/xeon-2s-112.yaml", "sim/catalog/workloads/seed-i915.yaml",
-                 "sim/catalog/experiments/seed.yaml", "sim/mm/presets.yaml"):
+                 "sim/catalog/experiments/seed.yaml", "sim/mm/presets.yaml",
+                 "sim/catalog/workloads/traces/sample.csv"):
         assert name in names

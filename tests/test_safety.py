@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from sim.config import catalog_dir
 from sim.mm.lazy import FullWalk, Llist, SortedTree
+from sim.mm.node_purge import PerNodeLazy
 from sim.mm.purge_lock import NoPurgeLock, RefcountPurgeLock, SpinPurgeLock
 from sim.mm.variants import presets
 from sim.run import Simulation
@@ -178,45 +179,54 @@ def test_lazy_area_lost_by_the_purge(var: dict, unsafe: bool) -> None:
 
 CHOICES = {
     # name: (lazy_list, noflush_order, purge_lock, free_lock_break, allocator, lazy_in_busy,
-    #        purge_context, vmap_nodes)
+    #        purge_context, vmap_nodes, purge_helpers)
     "linux-4.5": ("full_walk", "publish_then_read", "spin", 0, "first_fit_cache", True,
-                  "caller", False),
+                  "caller", False, False),
     "wilson-2016-v1": ("llist", "publish_then_read", "spin", 0, "first_fit_cache", True,
-                       "caller", False),
+                       "caller", False, False),
     "linux-4.7": ("llist", "read_then_publish", "spin", 0, "first_fit_cache", True,
-                  "caller", False),
+                  "caller", False, False),
     "pen-2016-no-purge-lock": ("llist", "read_then_publish", "none", 0, "first_fit_cache", True,
-                               "caller", False),
+                               "caller", False, False),
     "fernandes-2016-refcount": ("llist", "read_then_publish", "refcount", 1, "first_fit_cache",
-                                True, "caller", False),
+                                True, "caller", False, False),
     "linux-4.10": ("llist", "read_then_publish", "mutex", 1, "first_fit_cache", True,
-                   "caller", False),
+                   "caller", False, False),
     "linux-5.2": ("llist", "read_then_publish", "mutex", 1, "augmented_tree", True,
-                  "caller", False),
+                  "caller", False, False),
     "linux-5.4": ("llist", "read_then_publish", "mutex", 1, "augmented_tree", False,
-                  "caller", False),
+                  "caller", False, False),
     "linux-5.11": ("sorted_tree", "read_then_publish", "mutex", 1, "augmented_tree", False,
-                   "caller", False),
+                   "caller", False, False),
     "linux-5.18": ("sorted_tree", "read_then_publish", "mutex", 1, "augmented_tree", False,
-                   "workqueue", False),
-    "linux-6.9": ("sorted_tree", "read_then_publish", "mutex", 1, "augmented_tree", False,
-                  "workqueue", True),
+                   "workqueue", False, False),
+    "linux-6.9": ("per_node", "read_then_publish", "mutex", 0, "augmented_tree", False,
+                  "workqueue", True, True),
 }
 FIELDS = ("lazy_list", "noflush_order", "purge_lock", "free_lock_break", "allocator",
-          "lazy_in_busy_tree", "purge_context", "vmap_nodes")
+          "lazy_in_busy_tree", "purge_context", "vmap_nodes", "purge_helpers")
+
+VB_CHOICES = {name: (False, False) for name in CHOICES} | {"linux-6.9": (True, True)}
+"""(vb_dirty_reset, vb_walk_all): Thomas Gleixner's 6.5 fixes of vm_unmap_aliases()'s block
+walk, a09fad96ffb1 and fc1e0d980037."""
 
 
 @pytest.mark.parametrize("name", list(CHOICES))
 def test_preset_uses_exactly_its_choices(name: str) -> None:
     resolved = build(presets()[name]).config.variant
     assert tuple(getattr(resolved, f) for f in FIELDS) == CHOICES[name]
+    assert (resolved.vb_dirty_reset, resolved.vb_walk_all) == VB_CHOICES[name]
+    assert {"vb_dirty_reset", "vb_walk_all"} <= set(presets()[name])  # listed by every preset
     vm = build(presets()[name]).vm
-    lazy, _, lock, _, allocator, in_busy, _, nodes = CHOICES[name]
-    assert type(vm.lazy) is {"full_walk": FullWalk, "llist": Llist,
-                             "sorted_tree": SortedTree}[lazy]
+    lazy, _, lock, _, allocator, in_busy, _, nodes, _ = CHOICES[name]
+    assert type(vm.lazy) is {"full_walk": FullWalk, "llist": Llist, "sorted_tree": SortedTree,
+                             "per_node": PerNodeLazy}[lazy]
     if lazy == "sorted_tree":
         assert vm.lazy.lock.name == "purge_vmap_area_lock"
         assert vm.lazy.lock in vm.locks
+    if lazy == "per_node":
+        assert {lock.name for lock in vm.locks} >= {"vmap_node.lazy.lock",
+                                                    "vmap_node.busy.lock"}
     expected_lock = {"spin": SpinPurgeLock, "mutex": SpinPurgeLock, "none": NoPurgeLock,
                      "refcount": RefcountPurgeLock}[lock]
     assert type(vm.purge_lock) is expected_lock

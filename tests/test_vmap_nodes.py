@@ -135,3 +135,101 @@ def test_pooled_ranges_are_never_reused_before_their_flush() -> None:
     sim = Simulation(config, (3,))
     assert sim.run()["safety_violations"] == 0
     assert sim.vm.pool_allocs > 0
+
+
+# --- per-node lazy trees and purge helpers (282631cb2447) ----------------------------------
+
+def free_on_every_cpu(sim: Simulation, per_cpu: int) -> dict[int, list]:
+    """``per_cpu`` 1-page areas allocated and freed by each CPU, with no purge in between."""
+    areas = {cpu.id: [allocate(sim, cpu=cpu.id) for _ in range(per_cpu)] for cpu in sim.cpus}
+    for cpu, vas in areas.items():
+        for va in vas:
+            vfree(sim, cpu, va)
+    return areas
+
+
+def test_a_lazily_freed_area_goes_to_its_nodes_lazy_tree() -> None:
+    """A pool-able area goes to the lazy tree of the node that allocated it (the CPU's), under
+    that node's lazy.lock; a larger one to addr_to_node(va_start)'s; nothing is purged yet."""
+    sim = build("linux-6.9", cpus=4, lazy_max_pages=10_000)
+    vm = sim.vm
+    small = allocate(sim, cpu=1)
+    large = allocate(sim, cpu=1, pages=300)
+    vfree(sim, 1, small)
+    vfree(sim, 1, large)
+    assert vm.nodes.nodes[1].lazy == [small]
+    assert vm.nodes.addr_to_node(large.va_start).lazy == [large]
+    assert vm.lazy.pending() == 2 and vm.vmap_lazy_nr == small.size + large.size
+    assert sim.lock_stats()["vmap_node.lazy.lock"]["acquisitions"] == 2
+    assert "purge_vmap_area_lock" not in sim.lock_stats()
+
+
+def test_one_flush_over_the_union_of_the_nodes_lazy_lists() -> None:
+    """The purge takes every node's lazy list, flushes once over their union, then frees:
+    each node's areas go back to its pool and vmap_lazy_nr drops to zero."""
+    sim = build("linux-6.9", cpus=4, lazy_max_pages=10_000)
+    vm = sim.vm
+    areas = free_on_every_cpu(sim, 2)
+    flushes = sim.metrics.tlb_flush_range + sim.metrics.tlb_flush_full
+    purge(sim, 0)
+    assert sim.metrics.tlb_flush_range + sim.metrics.tlb_flush_full == flushes + 1
+    assert vm.vmap_lazy_nr == 0 and vm.lazy.pending() == 0
+    for cpu, vas in areas.items():
+        assert sorted(vm.nodes.nodes[cpu].pool[2]) == sorted(va.va_start for va in vas)
+        assert all(va.freed_at is not None for va in vas)
+    assert vm.purge_helper_runs == 0  # 16 pages of backlog is under one lazy_max_pages()
+    assert counts(sim) == {}
+
+
+@pytest.mark.parametrize("lazy_max,helpers", [(1000, 0), (16, 1), (8, 3), (1, 3)])
+def test_purge_helpers_one_per_lazy_max_pages_of_backlog(lazy_max: int, helpers: int) -> None:
+    """nr_purge_helpers = clamp(vmap_lazy_nr / lazy_max_pages(), 1, nodes) - 1 (32 pages of
+    backlog over 4 nodes): the first nodes go to kworkers on their own CPUs, the rest are
+    freed by the purging CPU (3), which returns only when the helpers are done."""
+    sim = build("linux-6.9", cpus=4, lazy_max_pages=10_000)
+    vm = sim.vm
+    areas = free_on_every_cpu(sim, 4)
+    assert vm.vmap_lazy_nr == 32
+    vm.lazy_max_pages = lazy_max
+    purge(sim, 3)
+    assert vm.purge_helper_runs == helpers
+    for node, vas in areas.items():
+        expected = node if node < helpers else 3
+        assert {va.freed_by for va in vas} == {expected}
+        assert all(va.freed_at <= sim.env.now for va in vas)
+    assert vm.vmap_lazy_nr == 0 and not vm.purge_helpers_busy
+    assert counts(sim) == {}
+
+
+def test_without_purge_helpers_the_purger_frees_every_node() -> None:
+    composed = {**presets()["linux-6.9"], "name": "no-helpers", "purge_helpers": False}
+    config = RunConfig.model_validate({"machine": MACHINE, "workload": {**FIX_SIZE,
+                                       "background": {"count": 0}}, "variant": composed,
+                                       "cpus": 4, "lazy_max_pages": 10_000, "duration": 1e6})
+    sim = Simulation(config, (0,))
+    areas = free_on_every_cpu(sim, 4)
+    sim.vm.lazy_max_pages = 1
+    purge(sim, 3)
+    assert sim.vm.purge_helper_runs == 0
+    assert {va.freed_by for vas in areas.values() for va in vas} == {3}
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"lazy_list": "per_node", "vmap_nodes": False}, "per_node needs vmap_nodes"),
+    ({"lazy_list": "sorted_tree", "purge_helpers": True}, "purge_helpers needs"),
+])
+def test_per_node_parts_need_their_base(changes: dict, message: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=message):
+        Variant.model_validate({**presets()["linux-6.9"], "name": "x", **changes})
+
+
+def test_busy_6_9_run_with_helpers_is_safe_and_uses_them() -> None:
+    """Many CPUs freeing fast with a small lazy_max_pages(): the backlog the drain kworker finds
+    is several thresholds deep, so helpers run; every area is purged exactly once."""
+    workload = {**FIX_SIZE, "live_per_cpu": 2}
+    config = RunConfig.model_validate({"machine": MACHINE, "workload": workload,
+                                       "variant": presets()["linux-6.9"], "cpus": 16,
+                                       "lazy_max_pages": 8, "duration": "200us"})
+    sim = Simulation(config, (5,))
+    assert sim.run()["safety_violations"] == 0
+    assert sim.vm.purge_helper_runs > 0

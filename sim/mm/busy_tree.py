@@ -216,7 +216,7 @@ class BusyTree:
                     return addr, steps, hole
                 if s - addr > hole:
                     hole = s - addr
-                addr = align_up(ends[i], align)
+                addr = ends[i] if align == 1 else align_up(ends[i], align)
                 steps += 1
                 i += 1
             if i < n:
@@ -239,7 +239,7 @@ class BusyTree:
         e = np.asarray(self._ends[b][i:], dtype=np.int64)
         cand = np.empty_like(s)
         cand[0] = addr
-        cand[1:] = -(-e[:-1] // align) * align
+        cand[1:] = e[:-1] if align == 1 else -(-e[:-1] // align) * align
         stop = (cand + size <= s) | (cand + size > vend)
         k = int(stop.argmax()) if stop.any() else len(s)
         if k:

@@ -35,8 +35,11 @@ from ..tlb import TlbFlusher
 from .alloc import FreeVmapCache, first_fit, free_vmap_cache_on_free
 from .busy_tree import BusyTree
 from .lazy import Nodes, make_lazy_list
+from .node_purge import PerNodeLazy, purge_vmap_nodes
 from .purge_lock import NoPurgeLock, PurgeLock, RefcountPurgeLock, SpinPurgeLock
+from .vfree_deferred import VfreeDeferred
 from .vmap_area import VM_VM_AREA, VmapArea
+from .vmap_block import VmapBlocks, VmapRam, vm_map_ram, vm_unmap_ram
 from .vmap_node import MAX_VA_SIZE_PAGES, VmapNodes
 from .workqueue import Kworker, Work
 
@@ -85,6 +88,8 @@ class VmallocModel:
         self.metrics = metrics
         self.safety = safety
         self.vmap_block_dirty = vmap_block_dirty
+        """Dirty blocks of vm_map_ram users outside the simulated workload (a stand-in: every
+        ``vm_unmap_aliases()`` flushes the whole space)."""
         handoff = spinlock_handoff(variant.spinlock, machine)
         self.nodes = VmapNodes(env, machine.ncpus, handoff) if variant.vmap_nodes else None
         """Linux 6.9: per-node busy trees and locks; None: one busy tree."""
@@ -104,7 +109,8 @@ class VmallocModel:
         self.lazy_in_busy_tree = variant.lazy_in_busy_tree
         self.areas: dict[int, VmapArea] = {}
         """Live areas by va_start: what find_vmap_area can return."""
-        self.lazy = make_lazy_list(variant.lazy_list, env, handoff)
+        self.lazy = PerNodeLazy(self.nodes) if variant.lazy_list == "per_node" else \
+            make_lazy_list(variant.lazy_list, env, handoff)
         self.vmap_lazy_nr = 0
         self._lazy_nr_cpu = -1
         self._ident = itertools.count()
@@ -115,18 +121,33 @@ class VmallocModel:
         self.tracer: Tracer | None = None
         """Records operations and purges on their CPU; None: off."""
         self.kworkers: dict[int, Kworker] = {}
+        self.purge_kworkers: dict[int, Kworker] = {}
+        """6.9 purge helpers: the kworker running ``vn->purge_work`` on each node's CPU."""
+        self.purge_helpers_busy: set[int] = set()
+        self.purge_helper_runs = 0
         self.pool_allocs = 0
         """Allocations served from a vmap node's pool (6.9)."""
+        self.vb: VmapBlocks | None = None
+        """The per-CPU vmap_block allocator, made by the first vm_map_ram() that needs it."""
+        self.vm_map_ram_calls = 0
+        self.vm_map_ram_failures = 0
+        self.vm_unmap_ram_calls = 0
         c = self.costs
         self.drain_vmap_work = Work(env, self.drain_vmap_area_work, self.kworker,
                                     c.lock_acquire_ns, c.atomic_ns, c.mutex_wake_ns)
         """``static DECLARE_WORK(drain_vmap_work, drain_vmap_area_work)`` (5.18)."""
+        self.vfree_deferred: dict[int, VfreeDeferred] = {}
+        """Per CPU, made on its first ``vfree_atomic()``."""
 
     @property
     def locks(self) -> list[SpinLock]:
         locks = [lock for lock in (self.vmap_area_lock, self.purge_lock.lock, self.lazy.lock,
                                    self.cpa_lock) if lock is not None]
-        return locks if self.nodes is None else locks + self.nodes.locks()
+        if self.vb is not None:  # only once a vm_map_ram() made blocks
+            locks += self.vb.locks()
+        if self.nodes is None:
+            return locks
+        return locks + self.nodes.locks(isinstance(self.lazy, PerNodeLazy))
 
     def now(self, cpu: Cpu) -> float:
         """The CPU's own clock: simulated time plus the work it has charged."""
@@ -173,20 +194,24 @@ class VmallocModel:
 
     # --- allocation -----------------------------------------------------------------------
 
-    def vmalloc(self, cpu: Cpu, nr_pages: int) -> Generator[simpy.Event, None, VmapArea | None]:
-        """``vmalloc(nr_pages * PAGE_SIZE)``: area, pages, mapping."""
+    def vmalloc(self, cpu: Cpu, nr_pages: int, align: int = 1, zero: bool = False
+                ) -> Generator[simpy.Event, None, VmapArea | None]:
+        """``vmalloc(nr_pages * PAGE_SIZE)``: area, pages, mapping. With ``align`` (pages) or
+        ``zero`` it is ``__vmalloc_node(size, align, GFP_KERNEL | __GFP_ZERO, ...)``: the area
+        starts at a multiple of ``align`` and every page is cleared as it is allocated."""
         began = self.now(cpu)
         c = self.costs
         # __get_vm_area_node: kzalloc(vm_struct); alloc_vmap_area: kmalloc_node(vmap_area)
         cpu.charge(2 * c.kmalloc_ns + c.vmalloc_fixed_ns)
-        va = yield from self.alloc_vmap_area(cpu, nr_pages + 1, 1)  # + guard page
+        va = yield from self.alloc_vmap_area(cpu, nr_pages + 1, align)  # + guard page
         if va is None:
             self.metrics.alloc_failures += 1
             if self.tracer is not None:
                 self.tracer.op(cpu.id, "vmalloc", began, self.now(cpu), nr_pages, failed=True)
             return None
         # __vmalloc_area_node: alloc_page() per page, then map_vm_area()
-        cpu.charge(nr_pages * (c.page_alloc_ns + c.map_page_ns))
+        per_page = c.page_alloc_ns + c.map_page_ns + (c.clear_page_ns if zero else 0.0)
+        cpu.charge(nr_pages * per_page)
         self.metrics.vmalloc.record(self.now(cpu) - began)
         self.metrics.ops += 1
         if self.tracer is not None:
@@ -304,6 +329,16 @@ class VmallocModel:
         if self.tracer is not None:
             self.tracer.op(cpu.id, "vfree", began, self.now(cpu), va.nr_pages)
 
+    def vfree_atomic(self, cpu: Cpu, va: VmapArea) -> None:
+        """``vfree_atomic``: the area goes to this CPU's deferred list, a kworker frees it."""
+        if cpu.id not in self.vfree_deferred:
+            self.vfree_deferred[cpu.id] = VfreeDeferred(self, cpu.id)
+        self.vfree_deferred[cpu.id].vfree_atomic(cpu, va)
+
+    def works(self) -> list[Work]:
+        """Every work item a drained run must let finish."""
+        return [self.drain_vmap_work] + [d.work for d in self.vfree_deferred.values()]
+
     def find_vmap_area(self, cpu: Cpu, addr: int) -> Generator[simpy.Event, None, VmapArea]:
         """``find_vmap_area``: an rbtree lookup under vmap_area_lock (6.9: under the busy.lock
         of ``addr``'s node, where the area is, so the first node tried finds it)."""
@@ -365,6 +400,14 @@ class VmallocModel:
                                             self.flusher.irq)
         return self.kworkers[cpu_id]
 
+    def purge_kworker(self, cpu_id: int) -> Kworker:
+        """The kworker that runs a 6.9 purge helper (``vn->purge_work``) on ``cpu_id``: a
+        context of its own, beside the one running ``drain_vmap_work``."""
+        if cpu_id not in self.purge_kworkers:
+            self.purge_kworkers[cpu_id] = Kworker(
+                self.env, cpu_id, self.machine.socket_of(cpu_id), self.flusher.irq)
+        return self.purge_kworkers[cpu_id]
+
     def drain_vmap_area_work(self, cpu: Cpu) -> Gen:
         """Linux 5.18 ("mm/vmalloc: Move draining areas out of caller context", Rezki, v3
         31 Jan 2022): ``do { mutex_lock(&vmap_purge_lock); __purge_vmap_area_lazy(ULONG_MAX,
@@ -398,7 +441,7 @@ class VmallocModel:
         began = self.now(cpu)
         cpu.charge(self.purge_lock.acquire_ns)
         if sync:
-            self.purge_fragmented_blocks_allcpus(cpu)
+            yield from self.purge_fragmented_blocks_allcpus(cpu)
         yield from self.purge_locked(cpu, start, end, force_flush, (called, began, sync))
 
     def purge_locked(self, cpu: Cpu, start: int, end: int, force_flush: bool,
@@ -406,6 +449,23 @@ class VmallocModel:
         """The body of ``__purge_vmap_area_lazy`` once ``purge_lock`` is held (its entry cost
         charged); releases it. ``when``: (called, got the lock, sync), for metrics and trace."""
         called, began, sync = when
+        if isinstance(self.lazy, PerNodeLazy):
+            valist = yield from purge_vmap_nodes(self, cpu, start, end, force_flush)
+            n_nodes = len(valist)
+        else:
+            valist, n_nodes = yield from self.purge_lazy_list(cpu, start, end, force_flush)
+        nr = sum(va.size for va in valist)
+        yield from self.purge_lock.exit(cpu)
+        self.metrics.purge.record(self.now(cpu) - began)
+        self.metrics.purge_areas += len(valist)
+        self.metrics.purge_nodes += n_nodes
+        if self.tracer is not None:
+            self.tracer.purge(cpu.id, called, self.now(cpu), sync, len(valist), nr)
+
+    def purge_lazy_list(self, cpu: Cpu, start: int, end: int, force_flush: bool
+                        ) -> Generator[simpy.Event, None, tuple[list[VmapArea], int]]:
+        """Take the one lazy list (or tree), flush [start, end) widened over it, free what it
+        held: the areas taken, and the nodes they made up."""
         nodes = yield from self.lazy.collect(self, cpu)
         valist = [va for node in nodes for va in node]
         nr = 0
@@ -421,12 +481,7 @@ class VmallocModel:
             yield from self.flusher.flush_tlb_kernel_range(cpu, start, end)
         if nr:
             yield from self.free_loop(cpu, nodes, per_area_sub)
-        yield from self.purge_lock.exit(cpu)
-        self.metrics.purge.record(self.now(cpu) - began)
-        self.metrics.purge_areas += len(valist)
-        self.metrics.purge_nodes += len(nodes)
-        if self.tracer is not None:
-            self.tracer.purge(cpu.id, called, self.now(cpu), sync, len(valist), nr)
+        return valist, len(nodes)
 
     def _subtract_lazy(self, cpu: Cpu, areas: list[VmapArea]) -> None:
         for va in areas:
@@ -531,9 +586,22 @@ class VmallocModel:
         if self.space is not self.busy:
             self.space.erase(va.va_start)
 
-    def purge_fragmented_blocks_allcpus(self, cpu: Cpu) -> None:
-        """Walk every possible CPU's vmap_block queue (no blocks are modelled yet)."""
+    def purge_fragmented_blocks_allcpus(self, cpu: Cpu) -> Gen:
+        """Walk every possible CPU's vmap_block queue, freeing fragmented blocks
+        (``sim/mm/vmap_block.py``); without blocks, only the queue checks."""
         cpu.charge(self.machine.ncpus * self.costs.vb_queue_check_ns)
+        if self.vb is not None:
+            yield from self.vb.purge_fragmented_blocks_allcpus(cpu)
+
+    # --- vm_map_ram() / vm_unmap_ram() ----------------------------------------------------
+
+    def vm_map_ram(self, cpu: Cpu, count: int) -> Generator[simpy.Event, None, VmapRam | None]:
+        """``vm_map_ram(pages, count, node, prot)`` (``sim/mm/vmap_block.py``)."""
+        return vm_map_ram(self, cpu, count)
+
+    def vm_unmap_ram(self, cpu: Cpu, ram: VmapRam) -> Gen:
+        """``vm_unmap_ram(mem, count)`` of what ``vm_map_ram`` returned."""
+        return vm_unmap_ram(self, cpu, ram)
 
     # --- set_memory_*() -------------------------------------------------------------------
 
@@ -541,16 +609,19 @@ class VmallocModel:
         """``vm_unmap_aliases``: widen [start, end) over every CPU's dirty vmap blocks, then a
         sync purge that flushes when any block is dirty even if nothing is lazy.
 
-        Blocks are not modelled individually: with ``vmap_block_dirty`` the dirty ranges of
-        blocks of several CPUs, spread over the vmalloc space, are taken to span it all (far
-        more than the flush ceiling, so the flush is a full one)."""
+        The blocks of the simulated ``vm_map_ram()`` calls widen the range with their dirty
+        ranges (``VmapBlocks.dirty_range``). ``vmap_block_dirty`` stands for the dirty blocks
+        of vm_map_ram users outside the simulated workload: their dirty ranges, spread over the
+        vmalloc space, are taken to span it all (far more than the flush ceiling, so the flush
+        is a full one)."""
         called = self.now(cpu)
         cpu.charge(self.machine.ncpus * self.costs.vb_queue_check_ns)
+        start, end, flush = self.vend, self.vstart, False
+        if self.vb is not None:
+            start, end, flush = yield from self.vb.dirty_range(cpu)
         if self.vmap_block_dirty:
-            start, end = self.vstart, self.vend
-        else:
-            start, end = self.vend, self.vstart
-        yield from self._purge_vmap_area_lazy(cpu, start, end, True, self.vmap_block_dirty)
+            start, end, flush = self.vstart, self.vend, True
+        yield from self._purge_vmap_area_lazy(cpu, start, end, True, flush)
         yield from cpu.settle()
         self.safety.vm_unmap_aliases_returned(called, self.env.now, cpu.id)
 

@@ -18,8 +18,10 @@ into the pool of the node that allocated them, after first returning a quarter o
 pool's entries to the free tree (``decay_va_pool_node``). A pooled range is not free in the
 free tree: it stays reserved in the allocator's space (``vm.space``) until decayed back.
 
-Not modelled: the per-node lazy trees (the purge tree keeps its one ``purge_vmap_area_lock``
-of 5.11) and the purge helpers.
+Per-node lazy trees (282631cb2447 "mm: vmalloc: remove global purge_vmap_area_root
+rb-tree"): each node also keeps the areas lazily freed to it (``vn->lazy`` under
+``vn->lazy.lock``) and, during a purge, the list taken from it (``vn->purge_list``); the purge
+itself is sim/mm/node_purge.py.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ class VmapNode:
     """``struct vmap_node``: its busy tree (the areas counted) and ``busy.lock``, and its
     size-segregated pools of free ranges under ``pool_lock``."""
 
-    __slots__ = ("id", "lock", "busy", "pool", "pool_lock")
+    __slots__ = ("id", "lock", "busy", "pool", "pool_lock", "lazy", "lazy_lock", "purge_list")
 
-    def __init__(self, node_id: int, lock: SpinLock, pool_lock: SpinLock) -> None:
+    def __init__(self, node_id: int, lock: SpinLock, pool_lock: SpinLock,
+                 lazy_lock: SpinLock) -> None:
         self.id = node_id
         self.lock = lock
         self.busy = 0
@@ -56,6 +59,11 @@ class VmapNode:
         """``vn->pool[size - 1]``: size in pages -> va_start of the free ranges of that size
         (last in, first out, as ``list_add``/``list_first_entry``)."""
         self.pool_lock = pool_lock
+        self.lazy: list = []
+        """``vn->lazy``: the areas lazily freed to this node, not yet taken by a purge."""
+        self.lazy_lock = lazy_lock
+        self.purge_list: list = []
+        """``vn->purge_list``: the areas a running purge took from ``lazy``."""
 
     def pooled(self) -> int:
         """Ranges in the node's pools."""
@@ -67,14 +75,16 @@ class VmapNodes:
     (one ``spin_lock_init`` site), so they share one :class:`LockStat`."""
 
     def __init__(self, env: simpy.Environment, ncpus: int, handoff: Handoff) -> None:
-        stat, pool_stat = LockStat(), LockStat()
+        stat, pool_stat, lazy_stat = LockStat(), LockStat(), LockStat()
         self.nodes = []
         for i in range(nr_vmap_nodes(ncpus)):
             lock = SpinLock(env, "vmap_node.busy.lock", handoff)
             lock.stat = stat
             pool_lock = SpinLock(env, "vmap_node.pool_lock", handoff)
             pool_lock.stat = pool_stat
-            self.nodes.append(VmapNode(i, lock, pool_lock))
+            lazy_lock = SpinLock(env, "vmap_node.lazy.lock", handoff)
+            lazy_lock.stat = lazy_stat
+            self.nodes.append(VmapNode(i, lock, pool_lock, lazy_lock))
 
     def addr_to_node(self, addr: int) -> VmapNode:
         """``addr_to_node(addr)``: ``&vmap_nodes[addr_to_node_id(addr)]`` (addr in pages)."""
@@ -93,5 +103,7 @@ class VmapNodes:
     def stat(self) -> LockStat:
         return self.nodes[0].lock.stat
 
-    def locks(self) -> list[SpinLock]:
-        return [node.lock for node in self.nodes] + [node.pool_lock for node in self.nodes]
+    def locks(self, per_node_lazy: bool = False) -> list[SpinLock]:
+        """Every node's locks (the lazy-tree locks only when the lazy trees are per node)."""
+        locks = [node.lock for node in self.nodes] + [node.pool_lock for node in self.nodes]
+        return locks + [node.lazy_lock for node in self.nodes] if per_node_lazy else locks

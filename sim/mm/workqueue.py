@@ -48,10 +48,12 @@ class Kworker(Cpu):
     def __repr__(self) -> str:
         return f"kworker/{self.id}"
 
-    def settle(self) -> Gen:
+    def _step_end(self) -> float:
+        """Every settle (``settle``, ``spin_lock``, ...) starts here: the charged work is
+        stolen from the CPU's task, then the kworker's own clock advances over it."""
         if self.pending > 0:
             self.steal(self.env.now, self.pending)
-        yield from super().settle()
+        return super()._step_end()
 
     def steal(self, start: float, ns: float) -> None:
         """Pause the CPU's task for [start, start + ns), as a handler does (IPIs are still

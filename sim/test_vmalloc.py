@@ -1,0 +1,882 @@
+"""The kernel's vmalloc test module, lib/test_vmalloc.c, as the ``test_vmalloc`` workload kind.
+
+Models the module as of Linux 6.3-6.13 (torvalds/linux @ 0791faebfe75, "B" in the reference
+notes): ``nr_threads`` kthreads ("vmalloc_test/%d"; 0 is clamped to 1, as
+``init_test_configurtion`` does) each run the test cases ``run_test_mask`` selects, in the
+order of ``test_case_array`` with ``sequential_test_order``, otherwise shuffled by each worker
+with its own random stream (``shuffle_array``). Each selected case runs ``test_repeat_count``
+times; its time is the ``ktime_us_delta`` over all repeats divided by the repeat count, in
+integer microseconds; a repeat that returns non-zero counts as failed. The module's kthreads are
+not pinned; the model puts worker ``i`` on CPU ``i % cpus``; workers sharing a CPU take turns
+after each loop iteration (the kernel's scheduler would time-slice them).
+
+Output: per worker the module's ``Summary: <test> passed: N failed: N repeat: R loops: L avg: T
+usec`` lines, in ``test_case_array`` order, then ``All test took worker<i>=<c> cycles`` with
+``c`` the worker's simulated time at :data:`NOMINAL_TSC_HZ` (``get_cycles()`` reads the TSC).
+
+The cases, each a generator returning True (passed), False (failed) or None (the run's
+``duration`` cap stopped it):
+
+``fix_size_alloc_test``
+    ``vmalloc(nr_pages)`` (``vmalloc_huge`` with ``use_huge``: from 512 pages up, PMD-aligned
+    and rounded up to 2 MiB; the pages are still costed as 4 KiB pages), write, ``vfree``.
+``full_fit_alloc_test``
+    ``junk_length = fls(num_online_cpus()) * 32 MiB / PAGE_SIZE`` pairs of 1-page vmallocs,
+    the junk half freed (holes), then the loop of 1-page vmalloc + vfree, then the rest freed.
+``long_busy_list_alloc_test``
+    15000 1-page areas first; loop: vmalloc(100 pages) + vmalloc(1 page), both freed.
+``random_size_alloc_test``
+    loop: vmalloc of ``get_random_u32_inclusive(1, 100)`` pages, vfree.
+``fix_align_alloc_test``
+    loop: ``__vmalloc_node(5 pages, THREAD_ALIGN << 1, __GFP_ZERO)``, vfree (x86_64
+    ``THREAD_SIZE`` 16 KiB without KASAN: 8-page alignment).
+``random_size_align_alloc_test``
+    loop: ``rnd = get_random_u8()``; ``align = 1 << (rnd % 23)`` bytes, ``rnd % 10 + 1``
+    pages, zeroed.
+``align_shift_alloc_test``
+    one page, zeroed, at alignment ``1 << i`` bytes for i = 0..63; fails at the first
+    alignment the space cannot meet ("This test case is supposed to be failed"). The model's
+    space starts at page 0, so the first failure is at 2^45 bytes (x86_64's
+    ``VMALLOC_START`` puts it at 2^46): 45 allocations before it instead of 46.
+``pcpu_alloc_test``
+    35000 ``__alloc_percpu(1..PAGE_SIZE/4 bytes, align 2^(1..11))``, then all freed:
+    :class:`PercpuAllocator`.
+``kvfree_rcu_1_arg_vmalloc_test``, ``kvfree_rcu_2_arg_vmalloc_test``
+    loop: vmalloc(1 page), ``kvfree_rcu``: :class:`KfreeRcuCpu`. Both forms go through the
+    per-CPU bulk array; the fallbacks taken when no bulk page can be had (the 1-argument form's
+    inline ``synchronize_rcu()``, the 2-argument form's ``rcu_head`` list) are not modelled, as
+    page allocation never fails in the model.
+``vm_map_ram_test``
+    ``nr_pages`` pages bulk-allocated once; loop: ``vm_map_ram``, write, ``vm_unmap_ram``
+    (``VmallocModel.vm_map_ram`` / ``vm_unmap_ram``, sim/mm/vmap_block.py).
+
+A case's setup (its pointer arrays, the junk and busy areas) is timed with it, as in the module.
+Besides the module's figures each test records the time of its loop alone (``loop_ns``, summed
+over repeats): over 1,000,000 loops setup is at most ~2% of a test, so the loop time per
+iteration is what the module's average per loop measures, without running a million loops.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import simpy
+
+from .config import did_you_mean
+from .cpu import Cpu
+from .locks import SpinLock
+from .machine import PAGES_PER_32MIB, fls
+from .mm.vmalloc import VmallocModel, spinlock_handoff
+from .mm.vmap_area import VmapArea
+from .mm.workqueue import Kworker, Work
+from .workload import Control, Stream
+
+if TYPE_CHECKING:
+    from .schema import VmallocTestModule
+
+Gen = Generator[simpy.Event, None, None]
+Outcome = Generator[simpy.Event, None, bool | None]
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+BITS_PER_LONG = 64
+INT_MAX = 2**31 - 1
+USHRT_MAX = 65535
+THREAD_ALIGN_PAGES = 4
+"""x86_64 ``THREAD_SIZE`` (16 KiB, ``THREAD_SIZE_ORDER`` 2 without KASAN) = ``THREAD_ALIGN``."""
+PMD_PAGES = 512
+"""``vmalloc_huge`` maps with PMDs (2 MiB) from this size up."""
+LONG_BUSY_AREAS = 15000
+PCPU_OBJECTS = 35000
+KVFREE_BULK_MAX_ENTR = (PAGE_SIZE - 2 * 8) // 8
+"""Pointers per bulk page of kvfree_rcu: ``(PAGE_SIZE - sizeof(struct kvfree_rcu_bulk_data))
+/ sizeof(void *)`` = 510 (kernel/rcu/tree.c)."""
+KFREE_N_BATCHES = 2
+"""Batches of one CPU that may wait for their grace period at once (kernel/rcu/tree.c)."""
+NOMINAL_TSC_HZ = 3.0e9
+"""The TSC rate at which simulated time becomes ``get_cycles()`` cycles: a nominal 3 GHz
+(the profiles carry no clock rate)."""
+
+TESTS: tuple[tuple[str, str], ...] = (
+    ("fix_size_alloc_test", "fix_size"),
+    ("full_fit_alloc_test", "full_fit"),
+    ("long_busy_list_alloc_test", "long_busy_list"),
+    ("random_size_alloc_test", "random_size"),
+    ("fix_align_alloc_test", "fix_align"),
+    ("random_size_align_alloc_test", "random_size_align"),
+    ("align_shift_alloc_test", "align_shift"),
+    ("pcpu_alloc_test", "pcpu_alloc"),
+    ("kvfree_rcu_1_arg_vmalloc_test", "kvfree_rcu_1_arg"),
+    ("kvfree_rcu_2_arg_vmalloc_test", "kvfree_rcu_2_arg"),
+    ("vm_map_ram_test", "vm_map_ram"),
+)
+"""``test_case_array`` in order (bit ``1 << i`` of ``run_test_mask``): kernel name, short name."""
+NAMES = [full for full, _ in TESTS]
+XFAIL = {"align_shift_alloc_test"}
+"""The case the module says "is supposed to be failed"."""
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+def test_index(name: str) -> int:
+    """The index in ``test_case_array`` of a test given by its kernel or short name."""
+    for i, (full, short) in enumerate(TESTS):
+        if name in (full, short):
+            return i
+    shorts = [short for _, short in TESTS]
+    raise ValueError(f"expected test names ({', '.join(shorts)}, or the kernel's names such as "
+                     f"fix_size_alloc_test), found unknown '{name}'"
+                     f"{did_you_mean(name, shorts + NAMES)}")
+
+
+def test_mask(mask: int | list[str]) -> int:
+    """``run_test_mask`` as the module's bit mask, from a mask or a list of test names."""
+    if isinstance(mask, list):
+        if not mask:
+            raise ValueError("expected at least one test name, found an empty list")
+        return sum({1 << test_index(str(name)) for name in mask})
+    if not 1 <= mask <= INT_MAX:
+        raise ValueError(f"expected a mask from 1 to {INT_MAX} (INT_MAX: every test), found "
+                         f"{mask}")
+    if not mask & ((1 << len(TESTS)) - 1):
+        raise ValueError(f"expected a mask with one of bits 0-{len(TESTS) - 1} set (a test), "
+                         f"found {mask:#x}")
+    return mask
+
+
+def selected_tests(mask: int) -> list[int]:
+    """Indices of the tests a mask selects, in ``test_case_array`` order."""
+    return [i for i in range(len(TESTS)) if mask >> i & 1]
+
+
+def workers_of(nr_threads: int) -> int:
+    """``nr_threads = clamp(nr_threads, 1, USHRT_MAX)``."""
+    return min(max(nr_threads, 1), USHRT_MAX)
+
+
+def fix_size_request(nr_pages: int, use_huge: bool) -> tuple[int, int]:
+    """Pages and alignment (pages) of fix_size's allocation: ``nr_pages > 0 ? nr_pages : 1``;
+    ``vmalloc_huge`` rounds a request of 2 MiB or more up to whole PMDs, PMD-aligned."""
+    pages = nr_pages or 1
+    if use_huge and pages >= PMD_PAGES:
+        return -(-pages // PMD_PAGES) * PMD_PAGES, PMD_PAGES
+    return pages, 1
+
+
+def largest_request(workload: VmallocTestModule) -> int:
+    """Pages of the largest single vmalloc the selected cases make (guard page excluded)."""
+    chosen = {NAMES[i] for i in selected_tests(test_mask(workload.run_test_mask))}
+    sizes = [100 if chosen & {"long_busy_list_alloc_test", "random_size_alloc_test"} else 1]
+    if chosen & {"fix_size_alloc_test", "vm_map_ram_test"}:
+        sizes.append(fix_size_request(workload.nr_pages, workload.use_huge)[0])
+    return max(sizes)
+
+
+def align_pages(align_bytes: int) -> int:
+    """A byte alignment as pages (anything below a page is page alignment)."""
+    return max(1, align_bytes >> PAGE_SHIFT)
+
+
+def array_pages(entries: int) -> int:
+    """Pages of ``vmalloc(sizeof(void *) * entries)``."""
+    return -(-8 * entries // PAGE_SIZE)
+
+
+def shuffle_array(order: list[int], rng: np.random.Generator) -> None:
+    """The module's ``shuffle_array``: for i from n-1 down to 1, swap with
+    ``j = get_random_u32_below(i)`` (so never with itself)."""
+    for i in range(len(order) - 1, 0, -1):
+        j = int(rng.integers(0, i))
+        order[i], order[j] = order[j], order[i]
+
+
+# --- the percpu allocator -----------------------------------------------------------------
+
+@dataclass
+class PercpuChunk:
+    """A ``struct pcpu_chunk`` made by ``pcpu_create_chunk``: its vmalloc area (every unit)."""
+
+    va: VmapArea
+    offset: int = 0
+    """Bytes used in each unit (objects are packed upward, with their alignment)."""
+    live: int = 0
+
+
+class PercpuAllocator:
+    """mm/percpu.c, reduced to what pcpu_alloc_test exercises in the vmalloc space.
+
+    ``__alloc_percpu`` takes ``pcpu_alloc_mutex`` then ``pcpu_lock``, and places the object in
+    a chunk with room (packed, aligned; the kernel's bitmap search is one ``kmalloc_ns`` step).
+    Without room it creates a chunk under the mutex: ``pcpu_get_vm_areas`` takes
+    ``cpus * pcpu_unit_size`` of vmalloc space and the chunk is populated, modelled as one
+    ``vmalloc`` of that size (pages allocated and mapped at once, as if the chunk were used to
+    the end; the group layout and the top-down placement of ``pcpu_get_vm_areas`` are not
+    modelled). ``free_percpu`` takes ``pcpu_lock``; a chunk left empty while another is empty
+    queues ``pcpu_balance_work``, which, on a kworker, destroys every empty chunk but one:
+    ``pcpu_depopulate_chunk`` (``flush_tlb_kernel_range`` over the chunk) and
+    ``pcpu_free_vm_areas`` (a vfree: pages freed, area lazily freed). The first chunk, embedded
+    at boot outside the vmalloc space, is taken to have no free space left.
+    """
+
+    def __init__(self, env: simpy.Environment, vm: VmallocModel, unit_pages: int) -> None:
+        self.env = env
+        self.vm = vm
+        self.unit_pages = unit_pages
+        self.unit_bytes = unit_pages * PAGE_SIZE
+        c = vm.costs
+        self.alloc_mutex = SpinLock(env, "pcpu_alloc_mutex", lambda a, b, k: c.mutex_wake_ns)
+        self.lock = SpinLock(env, "pcpu_lock", spinlock_handoff(vm.variant.spinlock, vm.machine))
+        self.chunks: list[PercpuChunk] = []
+        self.open: list[PercpuChunk] = []
+        """Chunks that may still have room, oldest first."""
+        self.kworkers: dict[int, Kworker] = {}
+        self.balance_work = Work(env, self.pcpu_balance_workfn, self.kworker, c.lock_acquire_ns,
+                                 c.atomic_ns, c.mutex_wake_ns)
+        self.created = 0
+        self.destroyed = 0
+
+    def kworker(self, cpu_id: int) -> Kworker:
+        if cpu_id not in self.kworkers:
+            self.kworkers[cpu_id] = Kworker(self.env, cpu_id, self.vm.machine.socket_of(cpu_id),
+                                            self.vm.flusher.irq)
+        return self.kworkers[cpu_id]
+
+    def _place(self, size: int, align: int) -> PercpuChunk | None:
+        """``pcpu_find_block_fit`` over the chunks with room, first fit."""
+        for chunk in self.open:
+            start = -(-chunk.offset // align) * align
+            if start + size <= self.unit_bytes:
+                chunk.offset = start + size
+                chunk.live += 1
+                return chunk
+        return None
+
+    def alloc(self, cpu: Cpu, size: int, align: int
+              ) -> Generator[simpy.Event, None, PercpuChunk | None]:
+        """``__alloc_percpu(size, align)``: the chunk the object is in, or None."""
+        c = self.vm.costs
+        yield from cpu.spin_lock(self.alloc_mutex)  # mutex_lock_killable(&pcpu_alloc_mutex)
+        yield from cpu.spin_lock(self.lock)
+        chunk = self._place(size, align)
+        self.open = [ch for ch in self.open if ch.offset < self.unit_bytes - 3 * 1024]
+        cpu.charge(2 * c.lock_acquire_ns + c.kmalloc_ns)
+        yield from cpu.spin_unlock(self.lock)
+        if chunk is None:  # pcpu_create_chunk(): pcpu_get_vm_areas() + populate
+            va = yield from self.vm.vmalloc(cpu, cpu_count(self.vm) * self.unit_pages)
+            if va is not None:
+                chunk = PercpuChunk(va)
+                self.chunks.append(chunk)
+                self.open.append(chunk)
+                self.created += 1
+                yield from cpu.spin_lock(self.lock)
+                chunk = self._place(size, align)
+                cpu.charge(c.lock_acquire_ns + c.kmalloc_ns)
+                yield from cpu.spin_unlock(self.lock)
+        yield from cpu.spin_unlock(self.alloc_mutex)
+        return chunk
+
+    def free(self, cpu: Cpu, chunk: PercpuChunk) -> Gen:
+        """``free_percpu``: under ``pcpu_lock``; an emptied chunk may queue the balance work."""
+        c = self.vm.costs
+        yield from cpu.spin_lock(self.lock)
+        chunk.live -= 1
+        cpu.charge(c.lock_acquire_ns + c.kmalloc_ns)
+        if chunk.live == 0:
+            chunk.offset = 0
+            if chunk not in self.open:
+                self.open.append(chunk)
+            if sum(1 for ch in self.chunks if ch.live == 0) > 1:
+                self.balance_work.schedule_work(cpu)  # pcpu_schedule_balance_work()
+        yield from cpu.spin_unlock(self.lock)
+
+    def pcpu_balance_workfn(self, kworker: Cpu) -> Gen:
+        """Destroy every fully free chunk but the first (``pcpu_balance_free``)."""
+        empty = [ch for ch in self.chunks if ch.live == 0][1:]
+        for chunk in empty:
+            self.chunks.remove(chunk)
+            if chunk in self.open:
+                self.open.remove(chunk)
+            va = chunk.va
+            yield from self.vm.flusher.flush_tlb_kernel_range(kworker, va.va_start, va.va_end)
+            yield from self.vm.vfree(kworker, va)
+            self.destroyed += 1
+
+    def quiesce(self) -> Gen:
+        """Wait until no balance work is queued or running."""
+        while self.balance_work.process is not None:
+            yield self.balance_work.process
+
+
+def cpu_count(vm: VmallocModel) -> int:
+    """``num_online_cpus()``."""
+    return vm.machine.ncpus
+
+
+# --- kvfree_rcu -----------------------------------------------------------------------------
+
+class KfreeRcuCpu:
+    """One CPU's ``struct kfree_rcu_cpu`` (kernel/rcu/tree.c, kvfree_rcu batching of 5.5+).
+
+    ``kvfree_rcu`` stores the pointer in the CPU's bulk array under the per-CPU ``krcp->lock``
+    (a new bulk page every :data:`KVFREE_BULK_MAX_ENTR` pointers) and arms the monitor work to
+    run after ``KFREE_DRAIN_JIFFIES`` (``kfree_drain_delay``: HZ/50 = 20 ms from 5.5 to 5.19;
+    6.0 raised it to 5 s, draining a full bulk page at once). The monitor moves everything
+    pending into one batch, unless :data:`KFREE_N_BATCHES` batches still wait, in which case it
+    re-arms; a batch waits one grace period (``rcu_grace_period``), then ``kfree_rcu_work``
+    vfree()s each pointer on a kworker of this CPU, whose time is taken from the CPU's task.
+    """
+
+    def __init__(self, env: simpy.Environment, vm: VmallocModel, cpu_id: int,
+                 workload: VmallocTestModule) -> None:
+        self.env = env
+        self.vm = vm
+        self.pending: list[VmapArea] = []
+        self.in_flight = 0
+        self.monitor: simpy.Process | None = None
+        self.processes: list[simpy.Process] = []
+        self.grace_period = workload.rcu_grace_period
+        self.drain_delay = workload.kfree_drain_delay
+        self.kworker = Kworker(env, cpu_id, vm.machine.socket_of(cpu_id), vm.flusher.irq)
+        self.runner = simpy.Resource(env, 1)
+        """One kworker frees this CPU's batches, one batch after another."""
+        self.batches = 0
+
+    def kvfree_rcu(self, cpu: Cpu, va: VmapArea) -> None:
+        """``kvfree_rcu(ptr)`` / ``kvfree_rcu(ptr, rhf)``: queue the pointer."""
+        c = self.vm.costs
+        cpu.charge(c.lock_acquire_ns)  # krc_this_cpu_lock() ... krc_this_cpu_unlock()
+        if len(self.pending) % KVFREE_BULK_MAX_ENTR == 0:
+            cpu.charge(c.page_alloc_ns)  # a new kvfree_rcu_bulk_data page
+        self.pending.append(va)
+        if self.monitor is None:  # schedule_delayed_work(&krcp->monitor_work, ...)
+            self.monitor = self._start(self.kfree_rcu_monitor(self.env.now + cpu.pending))
+
+    def _start(self, gen: Gen) -> simpy.Process:
+        self.processes = [p for p in self.processes if p.is_alive]
+        process = self.env.process(gen)
+        self.processes.append(process)
+        return process
+
+    def kfree_rcu_monitor(self, armed: float) -> Gen:
+        """The monitor work: drain the pending pointers into a batch (or re-arm)."""
+        delay = armed - self.env.now + self.drain_delay
+        while True:
+            yield self.env.timeout(max(0.0, delay))
+            if self.in_flight < KFREE_N_BATCHES:
+                break
+            delay = self.drain_delay
+        batch, self.pending = self.pending, []
+        self.monitor = None
+        self.in_flight += 1
+        self._start(self.kfree_rcu_work(batch))
+
+    def kfree_rcu_work(self, batch: list[VmapArea]) -> Gen:
+        """``queue_rcu_work``: after a grace period, vfree() the batch on a kworker."""
+        yield self.env.timeout(self.grace_period)
+        with self.runner.request() as turn:
+            yield turn
+            yield self.env.timeout(self.vm.costs.mutex_wake_ns)  # the kworker wakes up
+            for va in batch:
+                yield from self.vm.vfree(self.kworker, va)
+            self.kworker.charge(-(-len(batch) // KVFREE_BULK_MAX_ENTR)
+                                * self.vm.costs.page_free_ns)
+            yield from self.kworker.settle()
+        self.in_flight -= 1
+        self.batches += 1
+
+    def barrier(self) -> Gen:
+        """Wait until every pointer queued so far has been freed."""
+        while True:
+            alive = [p for p in self.processes if p.is_alive]
+            if not alive:
+                return
+            yield self.env.all_of(alive)
+
+
+# --- one run of the module ----------------------------------------------------------------
+
+@dataclass
+class TestData:
+    """``struct test_case_data`` of one worker and test, plus the loop time."""
+
+    passed: int = 0
+    failed: int = 0
+    avg_usec: int = 0
+    loop_ns: float = 0.0
+    ran: bool = False
+    cut: bool = False
+
+
+@dataclass
+class WorkerRecord:
+    """What one worker reports."""
+
+    worker: int
+    cpu: int
+    order: list[str] = field(default_factory=list)
+    start_ns: float = 0.0
+    stop_ns: float = 0.0
+    tests: dict[int, TestData] = field(default_factory=dict)
+
+    @property
+    def cycles(self) -> int:
+        return int((self.stop_ns - self.start_ns) * NOMINAL_TSC_HZ / 1e9)
+
+
+class ModuleRun:
+    """State the workers of one run share: parameters, the percpu allocator, the per-CPU
+    kvfree_rcu batches and the CPUs' run queues, and the workers' records."""
+
+    def __init__(self, env: simpy.Environment, vm: VmallocModel,
+                 workload: VmallocTestModule) -> None:
+        self.env = env
+        self.vm = vm
+        self.workload = workload
+        self.mask = test_mask(workload.run_test_mask)
+        self.tests = selected_tests(self.mask)
+        self.nr_threads = workers_of(workload.nr_threads)
+        self.records: list[WorkerRecord] = []
+        self.notes: list[str] = []
+        self._pcpu: PercpuAllocator | None = None
+        self._krc: dict[int, KfreeRcuCpu] = {}
+        self.runqueues: dict[int, simpy.Resource] = {}
+
+    @property
+    def pcpu(self) -> PercpuAllocator:
+        if self._pcpu is None:
+            self._pcpu = PercpuAllocator(self.env, self.vm, self.workload.pcpu_unit_size)
+        return self._pcpu
+
+    def krc(self, cpu_id: int) -> KfreeRcuCpu:
+        if cpu_id not in self._krc:
+            self._krc[cpu_id] = KfreeRcuCpu(self.env, self.vm, cpu_id, self.workload)
+        return self._krc[cpu_id]
+
+    def quiesce(self, cpu: Cpu) -> Gen:
+        """Wait for the deferred frees the workers started (kvfree_rcu batches of this CPU,
+        percpu chunk destruction), so that the run ends with them done."""
+        if cpu.id in self._krc:
+            yield from self._krc[cpu.id].barrier()
+        if self._pcpu is not None:
+            yield from self._pcpu.quiesce()
+
+    def report(self) -> dict[str, Any]:
+        """The run's result: Summary lines, per-worker records, notes."""
+        records = sorted(self.records, key=lambda r: r.worker)
+        return {
+            "summary": summary_lines(records, self.tests, self.workload),
+            "workers": [{"worker": r.worker, "cpu": r.cpu, "order": r.order,
+                         "start_ns": r.start_ns, "stop_ns": r.stop_ns, "cycles": r.cycles,
+                         "tests": {NAMES[i]: vars(d) for i, d in sorted(r.tests.items())}}
+                        for r in records],
+            "notes": list(self.notes),
+            "nominal_tsc_hz": NOMINAL_TSC_HZ,
+        }
+
+
+def summary_lines(records: list[WorkerRecord], tests: list[int],
+                  workload: VmallocTestModule) -> list[str]:
+    """The module's printk lines, worker by worker, tests in ``test_case_array`` order."""
+    lines = []
+    for record in records:
+        for i in tests:
+            d = record.tests.get(i, TestData())
+            lines.append(f"Summary: {NAMES[i]} passed: {d.passed} failed: {d.failed} repeat: "
+                         f"{workload.test_repeat_count} loops: {workload.test_loop_count} "
+                         f"avg: {d.avg_usec} usec")
+        lines.append(f"All test took worker{record.worker}={record.cycles} cycles")
+    return lines
+
+
+class Worker:
+    """One ``vmalloc_test/<i>`` kthread: ``test_func``."""
+
+    def __init__(self, run: ModuleRun, index: int, cpu: Cpu, rng: np.random.Generator,
+                 control: Control) -> None:
+        self.run = run
+        self.vm = run.vm
+        self.env = run.env
+        self.cpu = cpu
+        self.rng = rng
+        self.control = control
+        self.params = run.workload
+        self.record = WorkerRecord(index, cpu.id)
+        self.runq = run.runqueues.get(cpu.id)
+        self.turn: simpy.Request | None = None
+        self.data = TestData()
+        self._loop_began = 0.0
+
+    def now(self) -> float:
+        return self.vm.now(self.cpu)
+
+    def main(self) -> Gen:
+        order = list(range(len(TESTS)))
+        if not self.params.sequential_test_order:
+            shuffle_array(order, self.rng)
+        if self.runq is not None:
+            self.turn = self.runq.request()
+            yield self.turn
+        self.record.start_ns = self.now()
+        for index in order:
+            if not self.run.mask >> index & 1:
+                continue
+            self.record.order.append(NAMES[index])
+            if not (yield from self.run_test(index)):
+                break
+        self.record.stop_ns = self.now()
+        self.run.records.append(self.record)
+        if self.runq is not None:
+            yield from self.cpu.settle()
+            self.runq.release(self.turn)
+        yield from self.run.quiesce(self.cpu)
+        yield from self.cpu.settle()
+
+    def run_test(self, index: int) -> Generator[simpy.Event, None, bool]:
+        """``test_repeat_count`` runs of one case, timed as the module does; False if the run's
+        duration cap stopped it."""
+        self.data = self.record.tests[index] = TestData(ran=True)
+        kt = self.now()
+        for _ in range(self.params.test_repeat_count):
+            outcome = yield from CASES[index](self)
+            if outcome is None:
+                self.data.cut = True
+                self.run.notes.append(f"worker {self.record.worker}: the duration cap stopped "
+                                      f"{NAMES[index]}")
+                return False
+            if outcome:
+                self.data.passed += 1
+            else:
+                self.data.failed += 1
+        delta_us = int((self.now() - kt) // 1000)  # ktime_us_delta()
+        self.data.avg_usec = delta_us // self.params.test_repeat_count
+        return True
+
+    # --- helpers of the cases -------------------------------------------------------------
+
+    def tick(self) -> Generator[simpy.Event, None, bool]:
+        """Between loop iterations: False once the run is stopping; a CPU shared by several
+        workers goes to the next one."""
+        if self.control.stop:
+            return False
+        if self.runq is not None and len(self.runq.queue):
+            yield from self.cpu.settle()
+            self.runq.release(self.turn)
+            self.turn = self.runq.request()
+            yield self.turn
+        return True
+
+    def loop_began(self) -> None:
+        self._loop_began = self.now()
+
+    def loop_ended(self) -> None:
+        self.data.loop_ns += self.now() - self._loop_began
+
+    def vmalloc(self, pages: int, align: int = 1, zero: bool = False
+                ) -> Generator[simpy.Event, None, VmapArea | None]:
+        return (yield from self.vm.vmalloc(self.cpu, pages, align=align, zero=zero))
+
+    def vfree(self, va: VmapArea | None) -> Gen:
+        if va is not None:  # vfree(NULL) does nothing
+            yield from self.vm.vfree(self.cpu, va)
+
+    def loop(self, body: Callable[[], Outcome]) -> Outcome:
+        """``for (i = 0; i < test_loop_count; i++) body``: None if stopped, False at the first
+        failing iteration."""
+        self.loop_began()
+        for _ in range(self.params.test_loop_count):
+            if not (yield from self.tick()):
+                return None
+            if not (yield from body()):
+                self.loop_ended()
+                return False
+        self.loop_ended()
+        return True
+
+
+# --- the cases ------------------------------------------------------------------------------
+
+def fix_size_alloc_test(w: Worker) -> Outcome:
+    pages, align = fix_size_request(w.params.nr_pages, w.params.use_huge)
+
+    def body() -> Outcome:
+        va = yield from w.vmalloc(pages, align)
+        if va is None:
+            return False
+        yield from w.vfree(va)
+        return True
+
+    return (yield from w.loop(body))
+
+
+def one_page_loop(w: Worker) -> Outcome:
+    """``tmp = vmalloc(1 * PAGE_SIZE); *tmp = 1; vfree(tmp);`` in a loop."""
+    def body() -> Outcome:
+        va = yield from w.vmalloc(1)
+        if va is None:
+            return False
+        yield from w.vfree(va)
+        return True
+
+    return (yield from w.loop(body))
+
+
+def full_fit_alloc_test(w: Worker) -> Outcome:
+    junk_length = fls(cpu_count(w.vm)) * PAGES_PER_32MIB
+    ptr_array = yield from w.vmalloc(array_pages(junk_length))
+    if ptr_array is None:
+        return False
+    junk_array = yield from w.vmalloc(array_pages(junk_length))
+    if junk_array is None:
+        yield from w.vfree(ptr_array)
+        return False
+    ptr: list[VmapArea | None] = []
+    junk: list[VmapArea | None] = []
+    for _ in range(junk_length):
+        if w.control.stop:
+            return None
+        ptr.append((yield from w.vmalloc(1)))
+        junk.append((yield from w.vmalloc(1)))
+    for va in junk:
+        yield from w.vfree(va)
+    outcome = yield from one_page_loop(w)
+    if outcome is None:
+        return None
+    for va in ptr:
+        yield from w.vfree(va)
+    yield from w.vfree(ptr_array)
+    yield from w.vfree(junk_array)
+    return outcome
+
+
+def long_busy_list_alloc_test(w: Worker) -> Outcome:
+    ptr_array = yield from w.vmalloc(array_pages(LONG_BUSY_AREAS))
+    if ptr_array is None:
+        return False
+    busy: list[VmapArea | None] = []
+    for _ in range(LONG_BUSY_AREAS):
+        if w.control.stop:
+            return None
+        busy.append((yield from w.vmalloc(1)))
+
+    def body() -> Outcome:
+        ptr_1 = yield from w.vmalloc(100)
+        if ptr_1 is None:
+            return False
+        ptr_2 = yield from w.vmalloc(1)
+        if ptr_2 is None:
+            yield from w.vfree(ptr_1)
+            return False
+        yield from w.vfree(ptr_1)
+        yield from w.vfree(ptr_2)
+        return True
+
+    outcome = yield from w.loop(body)
+    if outcome is None:
+        return None
+    for va in busy:
+        yield from w.vfree(va)
+    yield from w.vfree(ptr_array)
+    return outcome
+
+
+def random_size_alloc_test(w: Worker) -> Outcome:
+    sizes = Stream(lambda n: w.rng.integers(1, 101, n))  # get_random_u32_inclusive(1, 100)
+
+    def body() -> Outcome:
+        va = yield from w.vmalloc(sizes.next())
+        if va is None:
+            return False
+        yield from w.vfree(va)
+        return True
+
+    return (yield from w.loop(body))
+
+
+def fix_align_alloc_test(w: Worker) -> Outcome:
+    def body() -> Outcome:
+        va = yield from w.vmalloc(5, THREAD_ALIGN_PAGES << 1, zero=True)
+        if va is None:
+            return False
+        yield from w.vfree(va)
+        return True
+
+    return (yield from w.loop(body))
+
+
+def random_size_align_request(rnd: int) -> tuple[int, int]:
+    """Pages and alignment (pages) for ``rnd = get_random_u8()``."""
+    return rnd % 10 + 1, align_pages(1 << (rnd % 23))
+
+
+def random_size_align_alloc_test(w: Worker) -> Outcome:
+    rnds = Stream(lambda n: w.rng.integers(0, 256, n))
+
+    def body() -> Outcome:
+        pages, align = random_size_align_request(rnds.next())
+        va = yield from w.vmalloc(pages, align, zero=True)
+        if va is None:
+            return False
+        yield from w.vfree(va)
+        return True
+
+    return (yield from w.loop(body))
+
+
+def align_shift_alloc_test(w: Worker) -> Outcome:
+    for i in range(BITS_PER_LONG):
+        if w.control.stop:
+            return None
+        va = yield from w.vmalloc(1, align_pages(1 << i), zero=True)
+        if va is None:
+            return False
+        yield from w.vfree(va)
+    return True
+
+
+def pcpu_alloc_test(w: Worker) -> Outcome:
+    pcpu = w.run.pcpu
+    array = yield from w.vmalloc(array_pages(PCPU_OBJECTS))
+    if array is None:
+        return False
+    sizes = Stream(lambda n: w.rng.integers(1, PAGE_SIZE // 4 + 1, n))
+    shifts = Stream(lambda n: w.rng.integers(1, PAGE_SHIFT, n))  # 1 << (1..11)
+    objects: list[PercpuChunk | None] = []
+    for _ in range(PCPU_OBJECTS):
+        if w.control.stop:
+            return None
+        objects.append((yield from pcpu.alloc(w.cpu, sizes.next(), 1 << shifts.next())))
+    for chunk in objects:
+        if chunk is not None:
+            yield from pcpu.free(w.cpu, chunk)
+    yield from w.vfree(array)
+    return all(chunk is not None for chunk in objects)
+
+
+def kvfree_rcu_vmalloc_test(w: Worker) -> Outcome:
+    krc = w.run.krc(w.cpu.id)
+
+    def body() -> Outcome:
+        va = yield from w.vmalloc(1)
+        if va is None:
+            return False
+        krc.kvfree_rcu(w.cpu, va)
+        return True
+
+    return (yield from w.loop(body))
+
+
+def vm_map_ram_test(w: Worker) -> Outcome:
+    c = w.vm.costs
+    count = w.params.nr_pages or 1
+    w.cpu.charge(c.kmalloc_ns + count * c.page_alloc_ns)  # kcalloc + alloc_pages_bulk_array
+
+    def body() -> Outcome:
+        ram = yield from w.vm.vm_map_ram(w.cpu, count)
+        if ram is None:
+            return False
+        yield from w.vm.vm_unmap_ram(w.cpu, ram)
+        return True
+
+    outcome = yield from w.loop(body)
+    w.cpu.charge(count * c.page_free_ns + c.kmalloc_ns)  # __free_page() each, kfree(pages)
+    return outcome
+
+
+CASES: list[Callable[[Worker], Outcome]] = [
+    fix_size_alloc_test, full_fit_alloc_test, long_busy_list_alloc_test,
+    random_size_alloc_test, fix_align_alloc_test, random_size_align_alloc_test,
+    align_shift_alloc_test, pcpu_alloc_test, kvfree_rcu_vmalloc_test, kvfree_rcu_vmalloc_test,
+    vm_map_ram_test,
+]
+"""The case of each ``test_case_array`` entry."""
+
+
+# --- the workload kind --------------------------------------------------------------------
+
+_runs: weakref.WeakKeyDictionary[Control, ModuleRun] = weakref.WeakKeyDictionary()
+
+
+def module_run(control: Control) -> ModuleRun | None:
+    """The module run whose workers share ``control``."""
+    return _runs.get(control)
+
+
+def test_vmalloc(env: simpy.Environment, cpu: Cpu, vm: VmallocModel,
+                 workload: VmallocTestModule, rng: np.random.Generator, control: Control
+                 ) -> Gen:
+    """The SimPy process of one CPU: the workers ``i`` with ``i % cpus == cpu``, each with
+    a random stream spawned from the CPU's."""
+    run = _runs.get(control)
+    if run is None:
+        run = _runs[control] = ModuleRun(env, vm, workload)
+    mine = list(range(cpu.id, run.nr_threads, cpu_count(vm)))
+    if len(mine) > 1:
+        run.runqueues[cpu.id] = simpy.Resource(env, 1)
+    streams = rng.spawn(len(mine)) if mine else []
+    workers = [env.process(Worker(run, i, cpu, s, control).main())
+               for i, s in zip(mine, streams)]
+    if workers:
+        yield env.all_of(workers)
+
+
+def test_vmalloc_metrics(control: Control) -> dict[str, float]:
+    """Per selected test, the mean ``avg`` (us) of the workers that finished it and their
+    failures; the workers the duration cap stopped (taken when the window ends)."""
+    run = _runs.get(control)
+    if run is None:
+        return {}
+    metrics: dict[str, float] = {}
+    for i in run.tests:
+        done = [r.tests[i] for r in run.records if i in r.tests and not r.tests[i].cut]
+        metrics[f"{NAMES[i]}_avg_usec"] = (sum(d.avg_usec for d in done) / len(done)
+                                           if done else math.nan)
+        metrics[f"{NAMES[i]}_failed"] = sum(d.failed for d in done)
+    metrics["test_vmalloc_workers_cut"] = run.nr_threads - len(run.records)
+    return metrics
+
+
+def test_vmalloc_report(control: Control) -> dict[str, Any]:
+    """What the run's result file keeps under ``test_vmalloc``."""
+    run = _runs.get(control)
+    return run.report() if run is not None else {}
+
+
+# --- the log of an experiment ---------------------------------------------------------------
+
+LOG = "test_vmalloc.log"
+
+
+def write_log(out_dir: Path, results: list[dict[str, Any]], swept: list[str]) -> Path | None:
+    """``test_vmalloc.log``: the Summary lines of every run, grouped as summary.csv orders its
+    rows (variant and point in order of first appearance), replications in order, each block
+    headed by a ``#`` line naming the variant, point, replication and run id. None (and no
+    file) when no run has them."""
+    from .store import write_atomic
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for result in results:
+        if result.get("status") != "ok" or "test_vmalloc" not in result:
+            continue
+        spec = result["spec"]
+        key = (spec["config"]["variant"]["name"], *(repr(spec["point"].get(k)) for k in swept))
+        groups.setdefault(key, []).append(result)
+    if not groups:
+        return None
+    out: list[str] = []
+    for members in groups.values():
+        for result in sorted(members, key=lambda r: r["spec"]["replication"]):
+            spec = result["spec"]
+            point = "".join(f" {k}={spec['point'].get(k)}" for k in swept)
+            out.append(f"# {spec['config']['variant']['name']}{point} replication="
+                       f"{spec['replication']} run={result['run_id']}")
+            out += result["test_vmalloc"]["summary"]
+            out += [f"# note: {note}" for note in result["test_vmalloc"]["notes"]]
+    path = out_dir / LOG
+    write_atomic(path, "\n".join(out) + "\n")
+    return path

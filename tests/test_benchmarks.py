@@ -1,0 +1,52 @@
+"""The benchmark runs: ``benchmarks/run.py --smoke`` (tiny sizes) writes every figure.
+
+Only the structure is checked (keys, positive numbers, a verdict per target), never a wall
+time: speed is measured by the benchmark itself and reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = {"bare-simpy", "peer-simpy/fix_size/64", "fix_size/1", "fix_size/16", "fix_size/64",
+         "fix_size/256", "seed-i915/64/bg=1e3", "seed-i915/64/bg=1e5", "seed-i915/64/bg=1e6"}
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "| case |" in done.stdout and "| target |" in done.stdout
+    return json.loads(out.read_text())
+
+
+def test_every_case_has_positive_figures(record: dict) -> None:
+    cases = {c["name"]: c for c in record["cases"]}
+    assert set(cases) == CASES
+    for case in cases.values():
+        for key in ("ops", "events", "events_per_op", "ops_per_wall_s", "us_per_op",
+                    "ratio_to_bare_simpy", "ratio_to_peer", "peak_mib", "wall_s"):
+            assert case[key] > 0, (case["name"], key)
+        assert case["deterministic"]
+    assert cases["bare-simpy"]["ratio_to_bare_simpy"] == 1.0
+    assert cases["peer-simpy/fix_size/64"]["ratio_to_peer"] == 1.0
+    assert record["ratio_to_bare_simpy"] == cases["fix_size/64"]["ratio_to_bare_simpy"]
+
+
+def test_studies_and_targets_are_reported(record: dict) -> None:
+    memory, scaling = record["memory_vs_length"], record["cpu_scaling"]
+    assert memory["ops_long"] == 10 * memory["ops_short"]
+    assert memory["peak_mib_short"] > 0 and memory["ratio"] > 0
+    assert scaling["wall_s_16"] > 0 and scaling["wall_s_256"] > 0 and scaling["ratio"] > 0
+    assert len(record["targets"]) == 5
+    assert all(isinstance(t["met"], bool) and t["measured"] > 0 for t in record["targets"])
+    assert record["environment"]["python"]
