@@ -6,7 +6,8 @@ instance before taking a lock. Interrupt handlers (TLB-flush IPIs) run on a CPU 
 they arrive, whatever it is doing: they pause the current step, so a lock holder that takes an
 IPI holds the lock longer. Handlers on one CPU run one after another. While a CPU spins on a lock
 or waits for IPI acknowledgements, handler time overlaps the wait; only a handler still running
-when the wait ends delays the CPU, and work a handler leaves behind (a TLB refill) is always paid.
+when the wait ends delays the CPU, and work a handler leaves behind (a TLB refill) is always paid,
+once for a run of handlers with none of the CPU's own work between them.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class IrqState:
     Memory stays bounded however long a CPU waits: every ``fold_every`` delivered handlers,
     the handlers that have already ended on CPUs that are *waiting* (spinning on a lock or for
     IPI acknowledgements) are consumed at once, exactly as :meth:`Cpu.waited` would consume
-    them when the wait ends (their leftover work is added to the CPU's charged work in the
-    same order), instead of piling up for the whole wait.
+    them when the wait ends (the work they leave behind becomes the CPU's charged work),
+    instead of piling up for the whole wait.
     """
 
     def __init__(self, ncpus: int) -> None:
@@ -81,8 +82,8 @@ class IrqState:
 
     def fold(self) -> None:
         """Consume the ended handlers of every waiting CPU (what its :meth:`Cpu.waited` will
-        do when the wait ends): a waiting CPU's charged work is zero until then, so adding
-        their leftover work now, in order, gives the very same sum."""
+        do when the wait ends): a waiting CPU's charged work is zero until then, so keeping
+        the largest leftover now gives the very same debt."""
         self._delivered = 0
         if self.env is None:
             return
@@ -90,7 +91,9 @@ class IrqState:
         for cpu in self.waiting.values():
             handlers = cpu.handlers
             while handlers and handlers[0][1] <= now:
-                cpu.pending += handlers.popleft()[2]
+                leftover = handlers.popleft()[2]
+                if leftover > cpu.pending:
+                    cpu.pending = leftover
 
 
 _consume = deque(maxlen=0).extend
@@ -101,18 +104,27 @@ def finish_time(handlers: deque[tuple[float, float, float]], now: float, work: f
     """When ``work`` ns of a CPU's own work started at ``now`` ends, given its handlers.
 
     Consumes the handlers that run before that end: a handler already running delays the start;
-    one arriving meanwhile pauses the work; work a handler leaves behind is added.
+    one arriving meanwhile pauses the work. Work a handler leaves behind (the TLB refill after
+    a full flush) is owed once per stretch of handlers with none of the CPU's own work between
+    them: a second flush of a TLB the CPU has not used since the first leaves nothing more to
+    refill.
     """
+    unpaid = 0.0
     while handlers:
         s, e, leftover = handlers[0]
         if e <= now:  # ran while this CPU waited: only the work it left behind remains
-            work += leftover
+            ran = 0.0
         elif s >= now + work:  # starts after the work is done
             break
         else:
-            work -= max(0.0, s - now)  # work done before the handler started
+            ran = max(0.0, s - now)  # work done before the handler started
+            work -= ran
             now = e
-            work += leftover
+        if ran > 0.0:
+            unpaid = 0.0
+        if leftover > unpaid:
+            work += leftover - unpaid
+            unpaid = leftover
         handlers.popleft()
     return now + work
 
@@ -175,11 +187,14 @@ class Cpu:
 
     def waited(self) -> None:
         """After a wait (lock spin, ack wait): handlers that ran during it cost nothing but the
-        work they left behind; one still running delays the next step."""
+        work they left behind, owed once however many ran (a spin does not refill the TLB
+        between two flushes); one still running delays the next step."""
         handlers = self.handlers
         now = self.env.now
         while handlers and handlers[0][1] <= now:
-            self.pending += handlers.popleft()[2]
+            leftover = handlers.popleft()[2]
+            if leftover > self.pending:
+                self.pending = leftover
 
     def _wait(self, event: simpy.Event) -> Generator[simpy.Event, None, None]:
         """Wait for ``event``, the CPU's charged work being zero (settled): meanwhile its

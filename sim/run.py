@@ -25,7 +25,7 @@ from .replay import replay_metrics, trace_replay
 from .safety import SafetyChecker
 from .schema import RunConfig
 from .stop import OpsLimitedMetrics
-from .test_vmalloc import test_vmalloc, test_vmalloc_metrics, test_vmalloc_report
+from .test_vmalloc import module_metrics, module_report, vmalloc_test_process
 from .tlb import TlbFlusher
 from .workload import Control, irq_noise, place_background, vmalloc_loop
 
@@ -36,13 +36,13 @@ PROGRESS_STEPS = 100
 """Slices of a run whose simulated-time progress is shown."""
 PURPOSES = {"background": 1, "workload": 2, "irq": 3}
 PROCESSES = {"vmalloc_loop": vmalloc_loop, "trace": trace_replay, "object_churn": object_churn,
-             "test_vmalloc": test_vmalloc}
+             "test_vmalloc": vmalloc_test_process}
 """Each workload ``kind`` (sim/schema.py): the SimPy process one CPU runs, called as
 ``process(env, cpu, vm, workload, rng, control)`` with the CPU's own random stream."""
 """Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
-KIND_METRICS = {"trace": replay_metrics, "test_vmalloc": test_vmalloc_metrics}
+KIND_METRICS = {"trace": replay_metrics, "test_vmalloc": module_metrics}
 """Metrics a workload kind adds to a run's own, from the ``control`` its processes share."""
-KIND_REPORTS = {"test_vmalloc": test_vmalloc_report}
+KIND_REPORTS = {"test_vmalloc": module_report}
 """What a workload kind adds to a run's result file, under the kind's name."""
 
 

@@ -26,7 +26,8 @@ each (simulated time, CPUs, area, and the steps that led there):
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+import math
+from bisect import bisect_left, insort
 from typing import Any
 
 from .mm.vmap_area import VmapArea
@@ -43,6 +44,9 @@ class SafetyChecker:
         self.examples: dict[str, dict[str, Any]] = {}
         self._unflushed: dict[int, VmapArea] = {}  # id -> area, in order of lazy free
         self._starts: list[tuple[int, int]] = []    # sorted (va_start, id) of unflushed areas
+        self._longest = 0
+        """The longest unflushed range seen: how far back an overlapping one can start
+        (unflushed ranges may nest: a lazily freed vmap block and its vb_free'd ranges)."""
         self._lazy: dict[int, VmapArea] = {}        # lazily freed, not yet freed
 
     # --- reporting ------------------------------------------------------------------------
@@ -67,19 +71,23 @@ class SafetyChecker:
     def allocated(self, va: VmapArea, now: float, cpu: int) -> None:
         """A range handed out: it must not overlap an unflushed lazily freed area."""
         va.log(now, cpu, "alloc_vmap_area")
-        i = bisect_right(self._starts, (va.va_end, -1))
-        if i:
-            other = self._unflushed[self._starts[i - 1][1]]
+        i = bisect_left(self._starts, (va.va_end, -math.inf))  # those starting before its end
+        reach = va.va_start - self._longest
+        while i and self._starts[i - 1][0] > reach:
+            i -= 1
+            other = self._unflushed[self._starts[i][1]]
             if other.va_end > va.va_start:
                 self.violation("reuse_before_flush", now, [cpu, other.cpu], other,
                                f"[{va.va_start:#x}, {va.va_end:#x}) handed to CPU{cpu} before "
                                "the flush of the lazily freed area overlapping it")
+                return
 
     def lazily_freed(self, va: VmapArea, now: float, cpu: int) -> None:
         va.log(now, cpu, "free_vmap_area_noflush")
         va.freed_lazily_at = now
         self._unflushed[va.ident] = va
         insort(self._starts, (va.va_start, va.ident))
+        self._longest = max(self._longest, va.va_end - va.va_start)
         self._lazy[va.ident] = va
 
     def vb_freed(self, va: VmapArea, now: float, cpu: int) -> None:
@@ -92,6 +100,7 @@ class SafetyChecker:
         va.freed_lazily_at = now
         self._unflushed[va.ident] = va
         insort(self._starts, (va.va_start, va.ident))
+        self._longest = max(self._longest, va.va_end - va.va_start)
 
     def flushed(self, initiated: float, start: int, end: int, full: bool, now: float,
                 cpu: int) -> None:

@@ -246,6 +246,11 @@ def _default_kind(value: Any) -> Any:
     return value
 
 
+def _one_name_is_a_list(value: Any) -> Any:
+    """``run_test_mask: fix_size`` means ``[fix_size]``."""
+    return [value] if isinstance(value, str) else value
+
+
 class VmallocTestModule(WorkloadBase):
     """``test_vmalloc``: the kernel's lib/test_vmalloc.c (Linux 6.3-6.13) as a workload, with the
     module's parameters and defaults: ``nr_threads`` workers each run the test cases
@@ -263,7 +268,7 @@ class VmallocTestModule(WorkloadBase):
                           description="pages of fix_size and vm_map_ram; 0 means 1")
     use_huge: bool = Field(default=False, description="vmalloc_huge() in fix_size")
     sequential_test_order: bool = False
-    run_test_mask: int | list[str] = Field(
+    run_test_mask: Annotated[int | list[str], BeforeValidator(_one_name_is_a_list)] = Field(
         default=2**31 - 1, description="a bit mask as the module takes it (INT_MAX: all), or "
                                        "a list of test names")
     rcu_grace_period: PositiveTimeNs = Field(
@@ -275,9 +280,9 @@ class VmallocTestModule(WorkloadBase):
     @field_validator("run_test_mask")
     @classmethod
     def _known_tests(cls, mask: int | list[str]) -> int | list[str]:
-        from .test_vmalloc import test_mask
+        from .test_vmalloc import parse_test_mask
 
-        test_mask(mask)
+        parse_test_mask(mask)
         return mask
 
     def largest_request(self) -> int:

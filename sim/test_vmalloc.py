@@ -124,7 +124,7 @@ XFAIL = {"align_shift_alloc_test"}
 
 # --- parameters ---------------------------------------------------------------------------
 
-def test_index(name: str) -> int:
+def case_index(name: str) -> int:
     """The index in ``test_case_array`` of a test given by its kernel or short name."""
     for i, (full, short) in enumerate(TESTS):
         if name in (full, short):
@@ -135,12 +135,12 @@ def test_index(name: str) -> int:
                      f"{did_you_mean(name, shorts + NAMES)}")
 
 
-def test_mask(mask: int | list[str]) -> int:
+def parse_test_mask(mask: int | list[str]) -> int:
     """``run_test_mask`` as the module's bit mask, from a mask or a list of test names."""
     if isinstance(mask, list):
         if not mask:
             raise ValueError("expected at least one test name, found an empty list")
-        return sum({1 << test_index(str(name)) for name in mask})
+        return sum({1 << case_index(str(name)) for name in mask})
     if not 1 <= mask <= INT_MAX:
         raise ValueError(f"expected a mask from 1 to {INT_MAX} (INT_MAX: every test), found "
                          f"{mask}")
@@ -171,7 +171,7 @@ def fix_size_request(nr_pages: int, use_huge: bool) -> tuple[int, int]:
 
 def largest_request(workload: VmallocTestModule) -> int:
     """Pages of the largest single vmalloc the selected cases make (guard page excluded)."""
-    chosen = {NAMES[i] for i in selected_tests(test_mask(workload.run_test_mask))}
+    chosen = {NAMES[i] for i in selected_tests(parse_test_mask(workload.run_test_mask))}
     sizes = [100 if chosen & {"long_busy_list_alloc_test", "random_size_alloc_test"} else 1]
     if chosen & {"fix_size_alloc_test", "vm_map_ram_test"}:
         sizes.append(fix_size_request(workload.nr_pages, workload.use_huge)[0])
@@ -438,7 +438,7 @@ class ModuleRun:
         self.env = env
         self.vm = vm
         self.workload = workload
-        self.mask = test_mask(workload.run_test_mask)
+        self.mask = parse_test_mask(workload.run_test_mask)
         self.tests = selected_tests(self.mask)
         self.nr_threads = workers_of(workload.nr_threads)
         self.records: list[WorkerRecord] = []
@@ -807,7 +807,7 @@ def module_run(control: Control) -> ModuleRun | None:
     return _runs.get(control)
 
 
-def test_vmalloc(env: simpy.Environment, cpu: Cpu, vm: VmallocModel,
+def vmalloc_test_process(env: simpy.Environment, cpu: Cpu, vm: VmallocModel,
                  workload: VmallocTestModule, rng: np.random.Generator, control: Control
                  ) -> Gen:
     """The SimPy process of one CPU: the workers ``i`` with ``i % cpus == cpu``, each with
@@ -825,7 +825,7 @@ def test_vmalloc(env: simpy.Environment, cpu: Cpu, vm: VmallocModel,
         yield env.all_of(workers)
 
 
-def test_vmalloc_metrics(control: Control) -> dict[str, float]:
+def module_metrics(control: Control) -> dict[str, float]:
     """Per selected test, the mean ``avg`` (us) of the workers that finished it and their
     failures; the workers the duration cap stopped (taken when the window ends)."""
     run = _runs.get(control)
@@ -841,7 +841,7 @@ def test_vmalloc_metrics(control: Control) -> dict[str, float]:
     return metrics
 
 
-def test_vmalloc_report(control: Control) -> dict[str, Any]:
+def module_report(control: Control) -> dict[str, Any]:
     """What the run's result file keeps under ``test_vmalloc``."""
     run = _runs.get(control)
     return run.report() if run is not None else {}

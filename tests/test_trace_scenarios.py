@@ -636,3 +636,52 @@ def test_ipi_arriving_after_a_grant_costs_only_its_handler() -> None:
     grant, release, arrival = spinning_target(send, 1)
     assert grant == HOLD + line(1, 2) < arrival < grant + 5000.0
     assert release == grant + 5000.0 + C.ipi_handler_ns + C.invlpg_ns
+
+
+def test_flushes_during_one_spin_leave_one_refill() -> None:
+    """Three full-flush handlers run on a CPU while it spins: its TLB is refilled once after
+    the wait, not three times (nothing used the TLB between the flushes)."""
+    env, _, (cpu, other) = bare_cpus(2)
+    irq = cpu.irq
+    lock = SpinLock(env, "l")
+    t: dict[str, float] = {}
+
+    def holder():
+        yield from other.spin_lock(lock)
+        other.charge(10_000.0)
+        yield from other.spin_unlock(lock)
+
+    def spinner():
+        yield from cpu.wait_until(100.0)
+        yield from cpu.spin_lock(lock)
+        t["grant"] = env.now
+        cpu.charge(1_000.0)
+        yield from cpu.spin_unlock(lock)
+        t["release"] = env.now
+
+    env.process(holder())
+    env.process(spinner())
+    for at in (1_000.0, 3_000.0, 5_000.0):
+        irq.deliver(np.array([cpu.id]), np.array([at]), 500.0, C.tlb_refill_ns)
+    env.run()
+    assert t["release"] == t["grant"] + 1_000.0 + C.tlb_refill_ns
+
+
+def test_back_to_back_handlers_in_a_step_leave_one_refill() -> None:
+    """Two full-flush handlers, the second queued behind the first, interrupt one step: one
+    refill; a third arriving after some of the CPU's own work has run costs another."""
+    env, _, (cpu,) = bare_cpus(1)
+    irq = cpu.irq
+    refill = C.tlb_refill_ns
+    for _ in range(2):  # the second waits for the first
+        irq.deliver(np.array([0]), np.array([100.0]), 500.0, refill)
+    irq.deliver(np.array([0]), np.array([100.0 + 1000.0 + refill + 300.0]), 500.0, refill)
+    t: dict[str, float] = {}
+
+    def step():
+        cpu.charge(2_000.0)
+        yield from cpu.settle()
+        t["end"] = env.now
+
+    env.run(until=env.process(step()))
+    assert t["end"] == 2_000.0 + 3 * 500.0 + 2 * refill
