@@ -35,11 +35,11 @@ if TYPE_CHECKING:
 PROGRESS_STEPS = 100
 """Slices of a run whose simulated-time progress is shown."""
 PURPOSES = {"background": 1, "workload": 2, "irq": 3}
+"""Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
 PROCESSES = {"vmalloc_loop": vmalloc_loop, "trace": trace_replay, "object_churn": object_churn,
              "test_vmalloc": vmalloc_test_process}
 """Each workload ``kind`` (sim/schema.py): the SimPy process one CPU runs, called as
 ``process(env, cpu, vm, workload, rng, control)`` with the CPU's own random stream."""
-"""Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
 KIND_METRICS = {"trace": replay_metrics, "test_vmalloc": module_metrics}
 """Metrics a workload kind adds to a run's own, from the ``control`` its processes share."""
 KIND_REPORTS = {"test_vmalloc": module_report}

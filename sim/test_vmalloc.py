@@ -70,11 +70,11 @@ import simpy
 
 from .config import did_you_mean
 from .cpu import Cpu
-from .locks import SpinLock
 from .machine import PAGES_PER_32MIB, fls
-from .mm.vmalloc import VmallocModel, spinlock_handoff
+from .mm.kvfree_rcu import KfreeRcuCpu
+from .mm.percpu import PercpuAllocator, PercpuChunk
+from .mm.vmalloc import VmallocModel
 from .mm.vmap_area import VmapArea
-from .mm.workqueue import Kworker, Work
 from .workload import Control, Stream
 
 if TYPE_CHECKING:
@@ -94,11 +94,6 @@ PMD_PAGES = 512
 """``vmalloc_huge`` maps with PMDs (2 MiB) from this size up."""
 LONG_BUSY_AREAS = 15000
 PCPU_OBJECTS = 35000
-KVFREE_BULK_MAX_ENTR = (PAGE_SIZE - 2 * 8) // 8
-"""Pointers per bulk page of kvfree_rcu: ``(PAGE_SIZE - sizeof(struct kvfree_rcu_bulk_data))
-/ sizeof(void *)`` = 510 (kernel/rcu/tree.c)."""
-KFREE_N_BATCHES = 2
-"""Batches of one CPU that may wait for their grace period at once (kernel/rcu/tree.c)."""
 NOMINAL_TSC_HZ = 3.0e9
 """The TSC rate at which simulated time becomes ``get_cycles()`` cycles: a nominal 3 GHz
 (the profiles carry no clock rate)."""
@@ -196,209 +191,6 @@ def shuffle_array(order: list[int], rng: np.random.Generator) -> None:
         order[i], order[j] = order[j], order[i]
 
 
-# --- the percpu allocator -----------------------------------------------------------------
-
-@dataclass
-class PercpuChunk:
-    """A ``struct pcpu_chunk`` made by ``pcpu_create_chunk``: its vmalloc area (every unit)."""
-
-    va: VmapArea
-    offset: int = 0
-    """Bytes used in each unit (objects are packed upward, with their alignment)."""
-    live: int = 0
-
-
-class PercpuAllocator:
-    """mm/percpu.c, reduced to what pcpu_alloc_test exercises in the vmalloc space.
-
-    ``__alloc_percpu`` takes ``pcpu_alloc_mutex`` then ``pcpu_lock``, and places the object in
-    a chunk with room (packed, aligned; the kernel's bitmap search is one ``kmalloc_ns`` step).
-    Without room it creates a chunk under the mutex: ``pcpu_get_vm_areas`` takes
-    ``cpus * pcpu_unit_size`` of vmalloc space and the chunk is populated, modelled as one
-    ``vmalloc`` of that size (pages allocated and mapped at once, as if the chunk were used to
-    the end; the group layout and the top-down placement of ``pcpu_get_vm_areas`` are not
-    modelled). ``free_percpu`` takes ``pcpu_lock``; a chunk left empty while another is empty
-    queues ``pcpu_balance_work``, which, on a kworker, destroys every empty chunk but one:
-    ``pcpu_depopulate_chunk`` (``flush_tlb_kernel_range`` over the chunk) and
-    ``pcpu_free_vm_areas`` (a vfree: pages freed, area lazily freed). The first chunk, embedded
-    at boot outside the vmalloc space, is taken to have no free space left.
-    """
-
-    def __init__(self, env: simpy.Environment, vm: VmallocModel, unit_pages: int) -> None:
-        self.env = env
-        self.vm = vm
-        self.unit_pages = unit_pages
-        self.unit_bytes = unit_pages * PAGE_SIZE
-        c = vm.costs
-        self.alloc_mutex = SpinLock(env, "pcpu_alloc_mutex", lambda a, b, k: c.mutex_wake_ns)
-        self.lock = SpinLock(env, "pcpu_lock", spinlock_handoff(vm.variant.spinlock, vm.machine))
-        self.chunks: list[PercpuChunk] = []
-        self.open: list[PercpuChunk] = []
-        """Chunks that may still have room, oldest first."""
-        self.kworkers: dict[int, Kworker] = {}
-        self.balance_work = Work(env, self.pcpu_balance_workfn, self.kworker, c.lock_acquire_ns,
-                                 c.atomic_ns, c.mutex_wake_ns)
-        self.created = 0
-        self.destroyed = 0
-
-    def kworker(self, cpu_id: int) -> Kworker:
-        if cpu_id not in self.kworkers:
-            self.kworkers[cpu_id] = Kworker(self.env, cpu_id, self.vm.machine.socket_of(cpu_id),
-                                            self.vm.flusher.irq)
-        return self.kworkers[cpu_id]
-
-    def _place(self, size: int, align: int) -> PercpuChunk | None:
-        """``pcpu_find_block_fit`` over the chunks with room, first fit."""
-        for chunk in self.open:
-            start = -(-chunk.offset // align) * align
-            if start + size <= self.unit_bytes:
-                chunk.offset = start + size
-                chunk.live += 1
-                return chunk
-        return None
-
-    def alloc(self, cpu: Cpu, size: int, align: int
-              ) -> Generator[simpy.Event, None, PercpuChunk | None]:
-        """``__alloc_percpu(size, align)``: the chunk the object is in, or None."""
-        c = self.vm.costs
-        yield from cpu.spin_lock(self.alloc_mutex)  # mutex_lock_killable(&pcpu_alloc_mutex)
-        yield from cpu.spin_lock(self.lock)
-        chunk = self._place(size, align)
-        self.open = [ch for ch in self.open if ch.offset < self.unit_bytes - 3 * 1024]
-        cpu.charge(2 * c.lock_acquire_ns + c.kmalloc_ns)
-        yield from cpu.spin_unlock(self.lock)
-        if chunk is None:  # pcpu_create_chunk(): pcpu_get_vm_areas() + populate
-            va = yield from self.vm.vmalloc(cpu, cpu_count(self.vm) * self.unit_pages)
-            if va is not None:
-                chunk = PercpuChunk(va)
-                self.chunks.append(chunk)
-                self.open.append(chunk)
-                self.created += 1
-                yield from cpu.spin_lock(self.lock)
-                chunk = self._place(size, align)
-                cpu.charge(c.lock_acquire_ns + c.kmalloc_ns)
-                yield from cpu.spin_unlock(self.lock)
-        yield from cpu.spin_unlock(self.alloc_mutex)
-        return chunk
-
-    def free(self, cpu: Cpu, chunk: PercpuChunk) -> Gen:
-        """``free_percpu``: under ``pcpu_lock``; an emptied chunk may queue the balance work."""
-        c = self.vm.costs
-        yield from cpu.spin_lock(self.lock)
-        chunk.live -= 1
-        cpu.charge(c.lock_acquire_ns + c.kmalloc_ns)
-        if chunk.live == 0:
-            chunk.offset = 0
-            if chunk not in self.open:
-                self.open.append(chunk)
-            if sum(1 for ch in self.chunks if ch.live == 0) > 1:
-                self.balance_work.schedule_work(cpu)  # pcpu_schedule_balance_work()
-        yield from cpu.spin_unlock(self.lock)
-
-    def pcpu_balance_workfn(self, kworker: Cpu) -> Gen:
-        """Destroy every fully free chunk but the first (``pcpu_balance_free``)."""
-        empty = [ch for ch in self.chunks if ch.live == 0][1:]
-        for chunk in empty:
-            self.chunks.remove(chunk)
-            if chunk in self.open:
-                self.open.remove(chunk)
-            va = chunk.va
-            yield from self.vm.flusher.flush_tlb_kernel_range(kworker, va.va_start, va.va_end)
-            yield from self.vm.vfree(kworker, va)
-            self.destroyed += 1
-
-    def quiesce(self) -> Gen:
-        """Wait until no balance work is queued or running."""
-        while self.balance_work.process is not None:
-            yield self.balance_work.process
-
-
-def cpu_count(vm: VmallocModel) -> int:
-    """``num_online_cpus()``."""
-    return vm.machine.ncpus
-
-
-# --- kvfree_rcu -----------------------------------------------------------------------------
-
-class KfreeRcuCpu:
-    """One CPU's ``struct kfree_rcu_cpu`` (kernel/rcu/tree.c, kvfree_rcu batching of 5.5+).
-
-    ``kvfree_rcu`` stores the pointer in the CPU's bulk array under the per-CPU ``krcp->lock``
-    (a new bulk page every :data:`KVFREE_BULK_MAX_ENTR` pointers) and arms the monitor work to
-    run after ``KFREE_DRAIN_JIFFIES`` (``kfree_drain_delay``: HZ/50 = 20 ms from 5.5 to 5.19;
-    6.0 raised it to 5 s, draining a full bulk page at once). The monitor moves everything
-    pending into one batch, unless :data:`KFREE_N_BATCHES` batches still wait, in which case it
-    re-arms; a batch waits one grace period (``rcu_grace_period``), then ``kfree_rcu_work``
-    vfree()s each pointer on a kworker of this CPU, whose time is taken from the CPU's task.
-    """
-
-    def __init__(self, env: simpy.Environment, vm: VmallocModel, cpu_id: int,
-                 workload: VmallocTestModule) -> None:
-        self.env = env
-        self.vm = vm
-        self.pending: list[VmapArea] = []
-        self.in_flight = 0
-        self.monitor: simpy.Process | None = None
-        self.processes: list[simpy.Process] = []
-        self.grace_period = workload.rcu_grace_period
-        self.drain_delay = workload.kfree_drain_delay
-        self.kworker = Kworker(env, cpu_id, vm.machine.socket_of(cpu_id), vm.flusher.irq)
-        self.runner = simpy.Resource(env, 1)
-        """One kworker frees this CPU's batches, one batch after another."""
-        self.batches = 0
-
-    def kvfree_rcu(self, cpu: Cpu, va: VmapArea) -> None:
-        """``kvfree_rcu(ptr)`` / ``kvfree_rcu(ptr, rhf)``: queue the pointer."""
-        c = self.vm.costs
-        cpu.charge(c.lock_acquire_ns)  # krc_this_cpu_lock() ... krc_this_cpu_unlock()
-        if len(self.pending) % KVFREE_BULK_MAX_ENTR == 0:
-            cpu.charge(c.page_alloc_ns)  # a new kvfree_rcu_bulk_data page
-        self.pending.append(va)
-        if self.monitor is None:  # schedule_delayed_work(&krcp->monitor_work, ...)
-            self.monitor = self._start(self.kfree_rcu_monitor(self.env.now + cpu.pending))
-
-    def _start(self, gen: Gen) -> simpy.Process:
-        self.processes = [p for p in self.processes if p.is_alive]
-        process = self.env.process(gen)
-        self.processes.append(process)
-        return process
-
-    def kfree_rcu_monitor(self, armed: float) -> Gen:
-        """The monitor work: drain the pending pointers into a batch (or re-arm)."""
-        delay = armed - self.env.now + self.drain_delay
-        while True:
-            yield self.env.timeout(max(0.0, delay))
-            if self.in_flight < KFREE_N_BATCHES:
-                break
-            delay = self.drain_delay
-        batch, self.pending = self.pending, []
-        self.monitor = None
-        self.in_flight += 1
-        self._start(self.kfree_rcu_work(batch))
-
-    def kfree_rcu_work(self, batch: list[VmapArea]) -> Gen:
-        """``queue_rcu_work``: after a grace period, vfree() the batch on a kworker."""
-        yield self.env.timeout(self.grace_period)
-        with self.runner.request() as turn:
-            yield turn
-            yield self.env.timeout(self.vm.costs.mutex_wake_ns)  # the kworker wakes up
-            for va in batch:
-                yield from self.vm.vfree(self.kworker, va)
-            self.kworker.charge(-(-len(batch) // KVFREE_BULK_MAX_ENTR)
-                                * self.vm.costs.page_free_ns)
-            yield from self.kworker.settle()
-        self.in_flight -= 1
-        self.batches += 1
-
-    def barrier(self) -> Gen:
-        """Wait until every pointer queued so far has been freed."""
-        while True:
-            alive = [p for p in self.processes if p.is_alive]
-            if not alive:
-                return
-            yield self.env.all_of(alive)
-
-
 # --- one run of the module ----------------------------------------------------------------
 
 @dataclass
@@ -455,7 +247,9 @@ class ModuleRun:
 
     def krc(self, cpu_id: int) -> KfreeRcuCpu:
         if cpu_id not in self._krc:
-            self._krc[cpu_id] = KfreeRcuCpu(self.env, self.vm, cpu_id, self.workload)
+            self._krc[cpu_id] = KfreeRcuCpu(self.env, self.vm, cpu_id,
+                                            self.workload.rcu_grace_period,
+                                            self.workload.kfree_drain_delay)
         return self._krc[cpu_id]
 
     def quiesce(self, cpu: Cpu) -> Gen:
@@ -627,7 +421,7 @@ def one_page_loop(w: Worker) -> Outcome:
 
 
 def full_fit_alloc_test(w: Worker) -> Outcome:
-    junk_length = fls(cpu_count(w.vm)) * PAGES_PER_32MIB
+    junk_length = fls(w.vm.machine.ncpus) * PAGES_PER_32MIB
     ptr_array = yield from w.vmalloc(array_pages(junk_length))
     if ptr_array is None:
         return False
@@ -815,7 +609,7 @@ def vmalloc_test_process(env: simpy.Environment, cpu: Cpu, vm: VmallocModel,
     run = _runs.get(control)
     if run is None:
         run = _runs[control] = ModuleRun(env, vm, workload)
-    mine = list(range(cpu.id, run.nr_threads, cpu_count(vm)))
+    mine = list(range(cpu.id, run.nr_threads, vm.machine.ncpus))
     if len(mine) > 1:
         run.runqueues[cpu.id] = simpy.Resource(env, 1)
     streams = rng.spawn(len(mine)) if mine else []
