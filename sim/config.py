@@ -248,14 +248,17 @@ def catalog_names(kind: str) -> list[str]:
 
 
 def resolve_reference(kind: str, name: str, relative_to: Path | None) -> Path | None:
-    """Find ``name`` of catalog ``kind``: first relative to a file, then in the catalog."""
+    """Find ``name`` of catalog ``kind``: first relative to a file, then in the catalog. The
+    referring file itself is never the answer (an experiment ``seed-i915.yaml`` naming the
+    workload ``seed-i915`` means the catalog's)."""
     candidates = []
     if relative_to is not None:
         base = relative_to.parent
         candidates += [base / name, base / f"{name}.yaml", base.parent / kind / f"{name}.yaml"]
     candidates.append(catalog_dir(kind) / f"{name}.yaml")
     for candidate in candidates:
-        if candidate.is_file():
+        if candidate.is_file() and not (relative_to is not None
+                                         and candidate.resolve() == relative_to.resolve()):
             return candidate
     return None
 

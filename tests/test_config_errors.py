@@ -103,3 +103,15 @@ def test_parse_pages(text, pages) -> None:
 def test_parse_time_rejects(bad) -> None:
     with pytest.raises(ValueError):
         parse_time(bad)
+
+
+def test_an_experiment_named_like_a_workload_does_not_shadow_it(tmp_path) -> None:
+    """An experiment file ``seed-i915.yaml`` that names the workload ``seed-i915`` gets the
+    catalog's workload, not itself."""
+    from sim.experiment import load_experiment
+
+    path = tmp_path / "seed-i915.yaml"
+    path.write_text("name: x\nmachine: desktop-8c16t\nworkload: seed-i915\n"
+                    "variants: [linux-4.7]\nduration: 1ms\n")
+    experiment = load_experiment(path)
+    assert experiment.specs()[0].config["workload"]["name"] == "seed-i915"
