@@ -138,28 +138,33 @@ class Trace:
 
 # --- parsing -------------------------------------------------------------------------------
 
-_cache: dict[tuple[str, int, int], Trace] = {}
+_cache: dict[tuple[str, str], Trace] = {}
 
 
 def load_trace(path: str) -> Trace:
-    """The parsed trace at ``path`` (absolute), parsed once per content (size and mtime)."""
-    stat = os.stat(path)
-    key = (path, stat.st_size, stat.st_mtime_ns)
+    """The parsed trace at ``path`` (absolute), parsed once per content (its SHA-256: a file
+    rewritten within the file system's mtime resolution is still seen as changed)."""
+    raw = _read(path)
+    key = (path, hashlib.sha256(raw).hexdigest())
     if key not in _cache:
         if len(_cache) >= CACHE_SIZE:
             _cache.pop(next(iter(_cache)))
-        _cache[key] = parse_trace(path)
+        _cache[key] = _Parser(path, _text(raw, path)).parse(key[1])
     return _cache[key]
 
 
 def parse_trace(path: str) -> Trace:
     """Read and check a trace file; every problem is a :class:`ConfigError` at its line."""
+    raw = _read(path)
+    return _Parser(path, _text(raw, path)).parse(hashlib.sha256(raw).hexdigest())
+
+
+def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as handle:
-            raw = handle.read()
+            return handle.read()
     except OSError as exc:
         raise ConfigError(f"cannot read the trace: {exc.strerror}", path) from None
-    return _Parser(path, _text(raw, path)).parse(hashlib.sha256(raw).hexdigest())
 
 
 def _text(raw: bytes, path: str) -> str:
