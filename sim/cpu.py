@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Generator
+from heapq import heappush
 from itertools import repeat
 from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL, Timeout
 
 from .locks import SpinLock
 
@@ -99,6 +101,22 @@ class IrqState:
 _consume = deque(maxlen=0).extend
 """Exhausts an iterator in C (the side effects of a ``map`` are the point)."""
 
+_new = object.__new__
+
+
+def sleep(env: simpy.Environment, delay: float) -> Timeout:
+    """``env.timeout(delay)`` for a positive ``delay``, without its layers of calls: the same
+    :class:`simpy.Timeout`, scheduled as ``Environment.schedule`` does (same time, priority
+    and event id, so events keep their order)."""
+    event = _new(Timeout)
+    event.env = env
+    event.callbacks = []
+    event._value = None
+    event._delay = delay
+    event._ok = True
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
+    return event
+
 
 def finish_time(handlers: deque[tuple[float, float, float]], now: float, work: float) -> float:
     """When ``work`` ns of a CPU's own work started at ``now`` ends, given its handlers.
@@ -132,7 +150,7 @@ def finish_time(handlers: deque[tuple[float, float, float]], now: float, work: f
 class Cpu:
     """One online CPU executing kernel code paths on behalf of a workload."""
 
-    __slots__ = ("env", "id", "socket", "irq", "handlers", "pending", "timeout", "preempt_count")
+    __slots__ = ("env", "id", "socket", "irq", "handlers", "pending", "preempt_count")
 
     def __init__(self, env: simpy.Environment, cpu_id: int, socket: int, irq: IrqState) -> None:
         self.env = env
@@ -142,7 +160,6 @@ class Cpu:
         irq.env = env
         self.handlers = irq.handlers[cpu_id]
         self.pending = 0.0
-        self.timeout = env.timeout
         self.preempt_count = 0
         """Non-zero while the CPU holds or spins on a spinlock or waits for IPI acks: an
         interrupt then returns to the same task (no preemption)."""
@@ -160,19 +177,27 @@ class Cpu:
         Handlers may be queued while the CPU sleeps through its step; on waking it checks for
         any that arrived before the step's end and redoes the work they displaced.
         """
-        end = self._step_end()
+        # _step_end() and _redo_end(), inlined here and in the lock primitives: the
+        # per-operation hot path (a Kworker steals the charged work first, as its _step_end)
+        env = self.env
+        handlers = self.handlers
+        now = env._now  # env.now without the property call
+        work = self.pending
+        self.pending = 0.0
+        end = finish_time(handlers, now, work) if handlers else now + work
         while True:
-            now = self.env.now
             if end > now:
-                yield self.timeout(end - now)
-            end = self._redo_end(end)
-            if end is None:
+                yield sleep(env, end - now)
+            if not handlers or handlers[0][0] >= end:
                 return
+            now = handlers[0][0]
+            end = finish_time(handlers, now, end - now)
+            now = env._now
 
     def _step_end(self) -> float:
         """Start settling: take the charged work; when it ends, given the queued handlers."""
         work, self.pending = self.pending, 0.0
-        now = self.env.now
+        now = self.env._now
         handlers = self.handlers
         return finish_time(handlers, now, work) if handlers else now + work
 
@@ -190,7 +215,7 @@ class Cpu:
         work they left behind, owed once however many ran (a spin does not refill the TLB
         between two flushes); one still running delays the next step."""
         handlers = self.handlers
-        now = self.env.now
+        now = self.env._now
         while handlers and handlers[0][1] <= now:
             leftover = handlers.popleft()[2]
             if leftover > self.pending:
@@ -207,42 +232,68 @@ class Cpu:
 
     def wait_until(self, t: float) -> Generator[simpy.Event, None, None]:
         """Spin until absolute time ``t`` (handlers overlap the spin)."""
-        end = self._step_end()  # settle(), inlined: one generator less per resume
+        env = self.env  # settle(), inlined: one generator less per resume
+        handlers = self.handlers
+        now = env._now
+        work = self.pending
+        self.pending = 0.0
+        end = finish_time(handlers, now, work) if handlers else now + work
         while True:
-            now = self.env.now
             if end > now:
-                yield self.timeout(end - now)
-            end = self._redo_end(end)
-            if end is None:
+                yield sleep(env, end - now)
+            if not handlers or handlers[0][0] >= end:
                 break
-        if t > self.env.now:
-            yield from self._wait(self.timeout(t - self.env.now))
+            now = handlers[0][0]
+            end = finish_time(handlers, now, end - now)
+            now = env._now
+        if t > env._now:
+            yield from self._wait(sleep(env, t - env._now))
 
     def spin_lock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``spin_lock(lock)``: settle the clock, then take the lock or spin for it."""
-        end = self._step_end()  # settle(), inlined: one generator less per resume
+        env = self.env  # settle(), inlined: one generator less per resume
+        handlers = self.handlers
+        now = env._now
+        work = self.pending
+        self.pending = 0.0
+        end = finish_time(handlers, now, work) if handlers else now + work
         while True:
-            now = self.env.now
             if end > now:
-                yield self.timeout(end - now)
-            end = self._redo_end(end)
-            if end is None:
+                yield sleep(env, end - now)
+            if not handlers or handlers[0][0] >= end:
                 break
+            now = handlers[0][0]
+            end = finish_time(handlers, now, end - now)
+            now = env._now
         self.preempt_count += 1
-        event = lock.acquire(self)
-        if event is not None:
-            yield from self._wait(event)
+        wait = lock.acquire(self)
+        if wait is not None:  # _wait(wait), inlined
+            waiting = self.irq.waiting
+            waiting[self.id] = self
+            yield wait
+            del waiting[self.id]
+            now = env._now  # waited(), inlined
+            while handlers and handlers[0][1] <= now:
+                leftover = handlers.popleft()[2]
+                if leftover > self.pending:
+                    self.pending = leftover
 
     def spin_unlock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``spin_unlock(lock)`` at the end of the charged critical section."""
-        end = self._step_end()  # settle(), inlined: one generator less per resume
+        env = self.env  # settle(), inlined: one generator less per resume
+        handlers = self.handlers
+        now = env._now
+        work = self.pending
+        self.pending = 0.0
+        end = finish_time(handlers, now, work) if handlers else now + work
         while True:
-            now = self.env.now
             if end > now:
-                yield self.timeout(end - now)
-            end = self._redo_end(end)
-            if end is None:
+                yield sleep(env, end - now)
+            if not handlers or handlers[0][0] >= end:
                 break
+            now = handlers[0][0]
+            end = finish_time(handlers, now, end - now)
+            now = env._now
         lock.release(self)
         self.preempt_count -= 1
 
@@ -256,5 +307,6 @@ class Cpu:
     def forget_idle_handlers(self) -> None:
         """The CPU was idle: handlers that ran meanwhile leave no work for its next task."""
         handlers = self.handlers
-        while handlers and handlers[0][1] <= self.env.now:
+        now = self.env._now
+        while handlers and handlers[0][1] <= now:
             handlers.popleft()

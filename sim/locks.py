@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 import simpy
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 
 Handoff = Callable[[Any, Any, int], float]
 """handoff(previous_holder, next_holder, cores_holding_or_waiting) -> ns."""
+
+
+_new = object.__new__
 
 
 def no_handoff(previous: Any, following: Any, cores: int) -> float:
@@ -78,10 +82,12 @@ class SpinLock:
         self.stat.acquisitions += 1
         if self.holder is None:
             self.holder = who
-            self.granted_at = self.env.now
+            self.granted_at = self.env._now  # env.now without the property call
             return None
-        event = Event(self.env)
-        self.waiters.append((who, event, self.env.now))
+        event = _new(Event)  # Event(env), inlined
+        event.env = env = self.env
+        event.callbacks = []
+        self.waiters.append((who, event, env._now))
         return event
 
     def trylock(self, who: Any) -> bool:
@@ -90,14 +96,15 @@ class SpinLock:
             return False
         self.stat.acquisitions += 1
         self.holder = who
-        self.granted_at = self.env.now
+        self.granted_at = self.env._now
         return True
 
     def release(self, who: Any) -> None:
         """``spin_unlock()``: hand the lock to the longest waiter after the handoff delay."""
         if self.holder is not who:
             raise RuntimeError(f"{self.name}: released by {who!r}, held by {self.holder!r}")
-        now = self.env.now
+        env = self.env
+        now = env._now
         stat = self.stat
         held = now - self.granted_at  # stat.record_hold(held), inlined: the hottest path
         stat.hold_total += held
@@ -120,10 +127,11 @@ class SpinLock:
             stat.wait_max = waited
         if tracer is not None:
             tracer.lock_wait(following.id, self.name, arrived, self.granted_at)
-        # Event.succeed() with a delay: what simpy.Timeout does internally.
+        # Event.succeed() with a delay: what simpy.Timeout does internally (and
+        # env.schedule(event, NORMAL, delay), inlined)
         event._ok = True
         event._value = None
-        self.env.schedule(event, NORMAL, delay)
+        heappush(env._queue, (now + delay, NORMAL, next(env._eid), event))
 
     def reset_stat(self) -> None:
         """Start a fresh lock_stat window (end of warm-up), in place: locks of one lock class

@@ -70,7 +70,7 @@ class SafetyChecker:
 
     def allocated(self, va: VmapArea, now: float, cpu: int) -> None:
         """A range handed out: it must not overlap an unflushed lazily freed area."""
-        va.log(now, cpu, "alloc_vmap_area")
+        va.history.append((now, cpu, "alloc_vmap_area"))  # va.log(), inlined
         i = bisect_left(self._starts, (va.va_end, -math.inf))  # those starting before its end
         reach = va.va_start - self._longest
         while i and self._starts[i - 1][0] > reach:
@@ -83,7 +83,7 @@ class SafetyChecker:
                 return
 
     def lazily_freed(self, va: VmapArea, now: float, cpu: int) -> None:
-        va.log(now, cpu, "free_vmap_area_noflush")
+        va.history.append((now, cpu, "free_vmap_area_noflush"))
         va.freed_lazily_at = now
         self._unflushed[va.ident] = va
         insort(self._starts, (va.va_start, va.ident))
@@ -137,7 +137,7 @@ class SafetyChecker:
             self.violation("double_free", now, [cpu, va.freed_by], va,
                            f"CPU{cpu} freed an area CPU{va.freed_by} had already freed")
             return False
-        va.log(now, cpu, "__free_vmap_area")
+        va.history.append((now, cpu, "__free_vmap_area"))
         va.freed_at = now
         va.freed_by = cpu
         self._lazy.pop(va.ident, None)
@@ -150,6 +150,8 @@ class SafetyChecker:
         va.subtracted = True
 
     def lazy_nr_changed(self, value: int, now: float, cpu: int) -> None:
+        """``vmap_lazy_nr`` became ``value`` (the model calls this only when it is negative,
+        the one case that counts)."""
         if value < 0:
             self.violation("lazy_nr_underflow", now, [cpu], None,
                            f"vmap_lazy_nr = {value} after CPU{cpu}'s update")

@@ -112,18 +112,20 @@ def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: V
     gaps = Stream(lambda n: rng.exponential(1e9 / rate, n)) if rate else None
     next_set_memory = gaps.next() if gaps else float("inf")
     live: deque = deque()
+    live_per_cpu = workload.live_per_cpu
+    vmalloc, vfree = vm.vmalloc, vm.vfree
     while not control.stop:
-        if env.now + cpu.pending >= next_set_memory:
+        if env._now + cpu.pending >= next_set_memory:  # env.now without the property call
             yield from vm.set_memory(cpu, workload.set_memory_pages)
             # a CPU that fell behind does not catch up with a burst of calls
-            next_set_memory = max(next_set_memory, env.now + cpu.pending) + gaps.next()
-        elif len(live) >= workload.live_per_cpu:
-            yield from vm.vfree(cpu, live.popleft())
+            next_set_memory = max(next_set_memory, env._now + cpu.pending) + gaps.next()
+        elif len(live) >= live_per_cpu:
+            yield from vfree(cpu, live.popleft())
         else:
-            va = yield from vm.vmalloc(cpu, sizes.next())
+            va = yield from vmalloc(cpu, sizes.next())
             if va is not None:
                 live.append(va)
         if thinks is not None:
-            cpu.charge(thinks.next())
+            cpu.pending += thinks.next()  # cpu.charge(), inlined
     yield from cpu.settle()
 

@@ -37,7 +37,8 @@ class BusyTree:
         self._lastends: list[int] = []
         self._inner = np.zeros(0, dtype=np.int64)
         self._bound = np.zeros(0, dtype=np.int64)
-        self._lens = np.zeros(0, dtype=np.int64)
+        self._lens: list[int] = []
+        """Areas per block: a list, not an array (updated on every insert and erase)."""
         self._dirty: set[int] = set()
         self.count = 0
 
@@ -56,7 +57,7 @@ class BusyTree:
     def _rebuild_summaries(self) -> None:
         self._firsts = [s[0] for s in self._starts]
         self._lastends = [e[-1] for e in self._ends]
-        self._lens = np.array([len(s) for s in self._starts], dtype=np.int64)
+        self._lens = [len(s) for s in self._starts]
         self._inner = np.array([self._inner_gap(b) for b in range(len(self._starts))],
                                dtype=np.int64)
         bound = [0] + [self._firsts[b] - self._lastends[b - 1]
@@ -104,13 +105,15 @@ class BusyTree:
         if i == n - 1:
             self._lastends[b] = end
             self._set_bound(b + 1)
-        if split_gap is not None and split_gap >= self._inner[b]:
+        inner = int(self._inner[b])  # one read of the array: its scalars are slow
+        if split_gap is not None and split_gap >= inner:
             self._dirty.add(b)  # the largest gap was split: recompute when next needed
-        for j in (i - 1, i):  # gaps on either side of the new area
-            if 0 <= j < n - 1:
-                gap = starts[j + 1] - ends[j]
-                if gap > self._inner[b] and b not in self._dirty:
-                    self._inner[b] = gap
+        if b not in self._dirty:
+            for j in (i - 1, i):  # gaps on either side of the new area
+                if 0 <= j < n - 1:
+                    gap = starts[j + 1] - ends[j]
+                    if gap > inner:
+                        self._inner[b] = inner = gap
         if n > 2 * BLOCK:
             self._split(b)
 
@@ -122,8 +125,7 @@ class BusyTree:
         self._ends[b:b + 1] = [ends[:half], ends[half:]]
         self._firsts[b:b + 1] = [starts[0], starts[half]]
         self._lastends[b:b + 1] = [ends[half - 1], ends[-1]]
-        self._lens = np.insert(self._lens, b + 1, 0)
-        self._lens[b], self._lens[b + 1] = half, len(starts) - half
+        self._lens[b:b + 1] = [half, len(starts) - half]
         self._inner = np.insert(self._inner, b + 1, 0)
         self._inner[b], self._inner[b + 1] = self._inner_gap(b), self._inner_gap(b + 1)
         self._bound = np.insert(self._bound, b + 1, 0)
@@ -157,7 +159,7 @@ class BusyTree:
     def _drop_block(self, b: int) -> None:
         self._clean()
         del self._starts[b], self._ends[b], self._firsts[b], self._lastends[b]
-        self._lens = np.delete(self._lens, b)
+        del self._lens[b]
         self._inner = np.delete(self._inner, b)
         self._bound = np.delete(self._bound, b)
         if b < len(self._starts):
@@ -259,4 +261,4 @@ class BusyTree:
         if c == b:
             return b, addr, 0, hole
         hole = max(hole, int(gaps[: c - b].max()))
-        return c, self._lastends[c - 1], int(self._lens[b:c].sum()), hole
+        return c, self._lastends[c - 1], sum(self._lens[b:c]), hole

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING
 
 import simpy
@@ -51,9 +51,10 @@ class LazyList:
     """True when the purge's free loop is the first walk over the nodes it took (their lines
     were last written by the freeing CPUs): it then pays ``list_walk_per_node_ns`` per node."""
 
-    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea
-                ) -> Generator[simpy.Event, None, None]:
-        """Make ``va`` visible to purgers (after this point it may be freed at any time)."""
+    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> Iterable[simpy.Event]:
+        """Make ``va`` visible to purgers (after this point it may be freed at any time); the
+        events to wait for: a generator, or ``()`` from a mechanism that never waits (done at
+        the call, which saves a generator per free)."""
         raise NotImplementedError
 
     def collect(self, vm: VmallocModel, cpu: Cpu) -> Generator[simpy.Event, None, Nodes]:
@@ -71,13 +72,12 @@ class FullWalk(LazyList):
     def __init__(self) -> None:
         self._flagged: dict[int, VmapArea] = {}
 
-    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea
-                ) -> Generator[simpy.Event, None, None]:
+    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> Iterable[simpy.Event]:
         cpu.charge(vm.costs.atomic_ns)  # va->flags |= VM_LAZY_FREE: an RMW of the flags word
         va.flags |= VM_LAZY_FREE
         if vm.lazy_in_busy_tree:  # only areas in vmap_area_list can be found by the walk
             self._flagged[va.ident] = va
-        yield from ()
+        return ()
 
     def collect(self, vm: VmallocModel, cpu: Cpu) -> Generator[simpy.Event, None, Nodes]:
         # rcu_read_lock(); list_for_each_entry_rcu(va, &vmap_area_list, list)
@@ -99,11 +99,10 @@ class Llist(LazyList):
     def __init__(self) -> None:
         self._llist: list[VmapArea] = []
 
-    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea
-                ) -> Generator[simpy.Event, None, None]:
+    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> Iterable[simpy.Event]:
         cpu.charge(vm.costs.atomic_ns)  # llist_add(&va->purge_list, &vmap_purge_list)
         self._llist.append(va)
-        yield from ()
+        return ()
 
     def collect(self, vm: VmallocModel, cpu: Cpu) -> Generator[simpy.Event, None, Nodes]:
         yield from cpu.settle()

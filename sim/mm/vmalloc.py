@@ -51,9 +51,10 @@ Gen = Generator[simpy.Event, None, None]
 
 def spinlock_handoff(kind: str, machine: Machine) -> Handoff:
     """Handoff cost of a spinlock kind: qspinlock one line transfer, ticket c*k/2."""
+    per_socket, same, cross = machine._cacheline  # machine.cacheline_ns(a, b), inlined
     if kind == "qspinlock":
         def handoff(previous: Cpu, following: Cpu, cores: int) -> float:
-            return machine.cacheline_ns(previous.id, following.id)
+            return same if previous.id // per_socket == following.id // per_socket else cross
     else:
         def handoff(previous: Cpu, following: Cpu, cores: int) -> float:
             return machine.cacheline_ns(previous.id, following.id) * cores / 2.0
@@ -107,6 +108,7 @@ class VmallocModel:
         augmented tree, the complement of the free tree (busy and unmerged lazy areas)."""
         self.cache = FreeVmapCache()
         self.lazy_in_busy_tree = variant.lazy_in_busy_tree
+        self.read_then_publish = variant.noflush_order == "read_then_publish"
         self.areas: dict[int, VmapArea] = {}
         """Live areas by va_start: what find_vmap_area can return."""
         self.lazy = PerNodeLazy(self.nodes) if variant.lazy_list == "per_node" else \
@@ -151,7 +153,7 @@ class VmallocModel:
 
     def now(self, cpu: Cpu) -> float:
         """The CPU's own clock: simulated time plus the work it has charged."""
-        return self.env.now + cpu.pending
+        return self.env._now + cpu.pending
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -179,10 +181,13 @@ class VmallocModel:
             cost += self.machine.cacheline_ns(self._lazy_nr_cpu, cpu.id)
         self._lazy_nr_cpu = cpu.id
         cpu.charge(cost)
-        self.vmap_lazy_nr += delta
-        self.metrics.observe_lazy(self.vmap_lazy_nr)
-        self.safety.lazy_nr_changed(self.vmap_lazy_nr, self.now(cpu), cpu.id)
-        return self.vmap_lazy_nr
+        nr = self.vmap_lazy_nr = self.vmap_lazy_nr + delta
+        metrics = self.metrics
+        if nr > metrics.lazy_pages_peak:  # metrics.observe_lazy(nr), inlined
+            metrics.lazy_pages_peak = nr
+        if nr < 0:  # all safety.lazy_nr_changed() checks
+            self.safety.lazy_nr_changed(nr, self.env._now + cpu.pending, cpu.id)
+        return nr
 
     def place_background(self, starts, ends) -> None:
         """Areas allocated at boot, before the simulated time starts."""
@@ -199,7 +204,8 @@ class VmallocModel:
         """``vmalloc(nr_pages * PAGE_SIZE)``: area, pages, mapping. With ``align`` (pages) or
         ``zero`` it is ``__vmalloc_node(size, align, GFP_KERNEL | __GFP_ZERO, ...)``: the area
         starts at a multiple of ``align`` and every page is cleared as it is allocated."""
-        began = self.now(cpu)
+        env = self.env
+        began = env._now + cpu.pending  # self.now(cpu), inlined here and below
         c = self.costs
         # __get_vm_area_node: kzalloc(vm_struct); alloc_vmap_area: kmalloc_node(vmap_area)
         cpu.charge(2 * c.kmalloc_ns + c.vmalloc_fixed_ns)
@@ -211,9 +217,10 @@ class VmallocModel:
             return None
         # __vmalloc_area_node: alloc_page() per page, then map_vm_area()
         per_page = c.page_alloc_ns + c.map_page_ns + (c.clear_page_ns if zero else 0.0)
-        cpu.charge(nr_pages * per_page)
-        self.metrics.vmalloc.record(self.now(cpu) - began)
-        self.metrics.ops += 1
+        cpu.pending += nr_pages * per_page  # cpu.charge(), inlined
+        metrics = self.metrics
+        metrics.vmalloc.record(env._now + cpu.pending - began)
+        metrics.ops += 1
         if self.tracer is not None:
             self.tracer.op(cpu.id, "vmalloc", began, self.now(cpu), nr_pages)
         return va
@@ -238,8 +245,8 @@ class VmallocModel:
                     cost += self.rbtree_ns()
                 else:  # 6.9: only the free-block split happens under free_vmap_area_lock
                     self.space.insert(va.va_start, va.va_end)
-                self.safety.allocated(va, self.env.now, cpu.id)
-            cpu.charge(self.costs.lock_acquire_ns + cost)
+                self.safety.allocated(va, self.env._now, cpu.id)
+            cpu.pending += self.costs.lock_acquire_ns + cost  # cpu.charge(), inlined
             yield from cpu.spin_unlock(self.vmap_area_lock)
             if va is not None and self.nodes is not None:
                 yield from self.insert_vmap_area_node(cpu, va)
@@ -309,23 +316,31 @@ class VmallocModel:
 
     def vfree(self, cpu: Cpu, va: VmapArea) -> Gen:
         """``vfree`` -> ``__vunmap`` -> ``remove_vm_area`` -> ``free_unmap_vmap_area``."""
-        began = self.now(cpu)
+        env = self.env
+        began = env._now + cpu.pending  # self.now(cpu), inlined here and below
         c = self.costs
-        yield from self.find_vmap_area(cpu, va.va_start)
-        # remove_vm_area: va->vm = NULL; va->flags &= ~VM_VM_AREA under vmap_area_lock
-        lock = self.busy_tree_lock(va.va_start)
+        addr = va.va_start
+        # find_vmap_area(cpu, addr), inlined (one generator less per resume)
+        lock = self.busy_tree_lock(addr)
+        yield from cpu.spin_lock(lock)
+        self.areas[addr]  # noqa: B018 (the lookup: KeyError if the area is not live)
+        cpu.pending += c.lock_acquire_ns + self.busy_rbtree_ns(addr)  # cpu.charge()
+        yield from cpu.spin_unlock(lock)
+        # remove_vm_area: va->vm = NULL; va->flags &= ~VM_VM_AREA under vmap_area_lock (6.9:
+        # the same node's busy.lock)
         yield from cpu.spin_lock(lock)
         va.flags &= ~VM_VM_AREA
-        del self.areas[va.va_start]
-        cpu.charge(c.lock_acquire_ns)
+        del self.areas[addr]
+        cpu.pending += c.lock_acquire_ns
         yield from cpu.spin_unlock(lock)
         # free_unmap_vmap_area: unmap_vmap_area() clears the PTEs, no TLB flush
-        cpu.charge(va.nr_pages * c.unmap_page_ns)
+        cpu.pending += va.nr_pages * c.unmap_page_ns
         yield from self.free_vmap_area_noflush(cpu, va)
         # __vunmap: __free_page() per page, kvfree(area->pages), kfree(area)
-        cpu.charge(va.nr_pages * c.page_free_ns + 2 * c.kmalloc_ns)
-        self.metrics.vfree.record(self.now(cpu) - began)
-        self.metrics.ops += 1
+        cpu.pending += va.nr_pages * c.page_free_ns + 2 * c.kmalloc_ns  # cpu.charge()
+        metrics = self.metrics
+        metrics.vfree.record(env._now + cpu.pending - began)
+        metrics.ops += 1
         if self.tracer is not None:
             self.tracer.op(cpu.id, "vfree", began, self.now(cpu), va.nr_pages)
 
@@ -354,18 +369,18 @@ class VmallocModel:
         if not self.lazy_in_busy_tree:
             yield from self.unlink_lazy_area(cpu, va)
         yield from cpu.settle()  # lock-free updates of shared state happen at this CPU's time
-        if self.variant.noflush_order == "read_then_publish":
+        if self.read_then_publish:
             # nr_lazy = atomic_add_return(nr, &vmap_lazy_nr); llist_add(...)
-            nr_lazy = self.atomic_lazy_nr(cpu, va.size)
-            self.safety.lazily_freed(va, self.env.now, cpu.id)
+            nr_lazy = self.atomic_lazy_nr(cpu, va.va_end - va.va_start)
+            self.safety.lazily_freed(va, self.env._now, cpu.id)
             yield from self.lazy.publish(self, cpu, va)
         else:
             # va->flags |= VM_LAZY_FREE; [llist_add(...);] atomic_add(nr, &vmap_lazy_nr)
-            self.safety.lazily_freed(va, self.env.now, cpu.id)
+            self.safety.lazily_freed(va, self.env._now, cpu.id)
             yield from self.lazy.publish(self, cpu, va)
             yield from cpu.settle()  # the area is visible to purgers from here on
-            self.safety.read(va, self.env.now, cpu.id, "read va->va_end - va->va_start")
-            nr_lazy = self.atomic_lazy_nr(cpu, va.size)
+            self.safety.read(va, self.env._now, cpu.id, "read va->va_end - va->va_start")
+            nr_lazy = self.atomic_lazy_nr(cpu, va.va_end - va.va_start)
         if nr_lazy > self.lazy_max_pages:
             if self.variant.purge_context == "workqueue":
                 self.drain_vmap_work.schedule_work(cpu)  # schedule_work(&drain_vmap_work)
