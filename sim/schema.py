@@ -369,6 +369,9 @@ class Variant(Strict):
                                    "free_vmap_area_lock over the free tree only, and "
                                    "per-node pools of free ranges up to 256 pages (6.9)")
 
+    find_unlink: bool = Field(
+        default=False, description="remove_vm_area finds and unlinks the area from the busy "
+                                   "tree in one lock hold (find_unlink_vmap_area, 6.3)")
     purge_helpers: bool = Field(
         default=False, description="per-node lazy trees: a purge hands nodes to kworkers on "
                                    "their CPUs, one per lazy_max_pages() of backlog (6.9)")
@@ -378,6 +381,9 @@ class Variant(Strict):
         if self.lazy_list == "per_node" and not self.vmap_nodes:
             raise ValueError("lazy_list: per_node needs vmap_nodes: true (the lazy trees are "
                              "the nodes')")
+        if self.find_unlink and self.lazy_in_busy_tree:
+            raise ValueError("find_unlink needs lazy_in_busy_tree: false (it takes the area "
+                             "out of the busy tree at free time)")
         if self.purge_helpers and self.lazy_list != "per_node":
             raise ValueError("purge_helpers needs lazy_list: per_node (helpers purge nodes' "
                              "lazy lists)")

@@ -1,13 +1,15 @@
-"""Exact traces of the mechanisms not pinned by another test: the mutex purge lock's wake-up
-and the free loop's lock breaks (``free_lock_break``, 4.10's ``cond_resched_lock``)."""
+"""Exact traces of the mechanisms not pinned by another test: the mutex purge lock's wake-up,
+the free loop's lock breaks (``free_lock_break``, 4.10's ``cond_resched_lock``) and 6.3's
+``find_unlink_vmap_area`` (``find_unlink``)."""
 
 from __future__ import annotations
 
+import pydantic
 import pytest
 
 from sim.mm.variants import presets
 from sim.run import Simulation
-from sim.schema import RunConfig
+from sim.schema import RunConfig, Variant
 from tests.test_safety import allocate, at
 from tests.test_trace_scenarios import MACHINE_YAML, WORKLOAD_YAML, C, line
 
@@ -94,3 +96,30 @@ def test_free_loop_lets_a_waiter_in_every_n_areas(every: int, freed: int, lazy_n
     seen = waiter_during_free_loop(every)
     assert (seen["freed"], seen["lazy_nr"]) == (freed, lazy_nr)
     assert seen["holds_by_purger"] == (2 if freed < 8 else 1)
+
+
+# --- find_unlink: remove_vm_area's one lock hold (6.3) -----------------------------------------
+
+@pytest.mark.parametrize("find_unlink,holds", [(True, 1), (False, 3)])
+def test_vfree_takes_the_busy_lock_once_with_find_unlink(find_unlink: bool, holds: int) -> None:
+    """6.3's find_unlink_vmap_area: the lookup and the unlink are one hold of the area's
+    busy-tree lock; before, vfree took it three times (lookup, flags, unlink at free)."""
+    variant = {**presets()["linux-6.9"], "name": f"find_unlink-{find_unlink}",
+               "find_unlink": find_unlink}
+    sim = build(variant, cpus=1)
+    vm, cpu = sim.vm, sim.cpus[0]
+    va = allocate(sim)
+    before = sim.lock_stats()["vmap_node.busy.lock"]["acquisitions"]
+    sim.env.run(until=at(sim, sim.env.now, lambda: vm.vfree(cpu, va)))
+    assert sim.lock_stats()["vmap_node.busy.lock"]["acquisitions"] - before == holds
+    assert va.va_start not in vm.areas and vm.busy.count == 0
+    assert vm.nodes.addr_to_node(va.va_start).busy == 0 and vm.vmap_lazy_nr == va.size
+
+
+def test_find_unlink_needs_lazy_areas_out_of_the_busy_tree() -> None:
+    with pytest.raises(pydantic.ValidationError, match="find_unlink needs"):
+        Variant.model_validate({**presets()["linux-4.7"], "name": "x", "find_unlink": True})
+
+
+def test_only_linux_6_9_uses_find_unlink() -> None:
+    assert [name for name, p in presets().items() if p.get("find_unlink")] == ["linux-6.9"]

@@ -108,6 +108,7 @@ class VmallocModel:
         augmented tree, the complement of the free tree (busy and unmerged lazy areas)."""
         self.cache = FreeVmapCache()
         self.lazy_in_busy_tree = variant.lazy_in_busy_tree
+        self.find_unlink = variant.find_unlink
         self.read_then_publish = variant.noflush_order == "read_then_publish"
         self.areas: dict[int, VmapArea] = {}
         """Live areas by va_start: what find_vmap_area can return."""
@@ -320,22 +321,25 @@ class VmallocModel:
         began = env._now + cpu.pending  # self.now(cpu), inlined here and below
         c = self.costs
         addr = va.va_start
-        # find_vmap_area(cpu, addr), inlined (one generator less per resume)
         lock = self.busy_tree_lock(addr)
-        yield from cpu.spin_lock(lock)
-        self.areas[addr]  # noqa: B018 (the lookup: KeyError if the area is not live)
-        cpu.pending += c.lock_acquire_ns + self.busy_rbtree_ns(addr)  # cpu.charge()
-        yield from cpu.spin_unlock(lock)
-        # remove_vm_area: va->vm = NULL; va->flags &= ~VM_VM_AREA under vmap_area_lock (6.9:
-        # the same node's busy.lock)
-        yield from cpu.spin_lock(lock)
-        va.flags &= ~VM_VM_AREA
-        del self.areas[addr]
-        cpu.pending += c.lock_acquire_ns
-        yield from cpu.spin_unlock(lock)
+        if self.find_unlink:
+            yield from self.find_unlink_vmap_area(cpu, va)
+        else:
+            # find_vmap_area(cpu, addr), inlined (one generator less per resume)
+            yield from cpu.spin_lock(lock)
+            self.areas[addr]  # noqa: B018 (the lookup: KeyError if the area is not live)
+            cpu.pending += c.lock_acquire_ns + self.busy_rbtree_ns(addr)  # cpu.charge()
+            yield from cpu.spin_unlock(lock)
+            # remove_vm_area: va->vm = NULL; va->flags &= ~VM_VM_AREA under vmap_area_lock
+            # (6.9: the same node's busy.lock)
+            yield from cpu.spin_lock(lock)
+            va.flags &= ~VM_VM_AREA
+            del self.areas[addr]
+            cpu.pending += c.lock_acquire_ns
+            yield from cpu.spin_unlock(lock)
         # free_unmap_vmap_area: unmap_vmap_area() clears the PTEs, no TLB flush
         cpu.pending += va.nr_pages * c.unmap_page_ns
-        yield from self.free_vmap_area_noflush(cpu, va)
+        yield from self.free_vmap_area_noflush(cpu, va, unlinked=self.find_unlink)
         # __vunmap: __free_page() per page, kvfree(area->pages), kfree(area)
         cpu.pending += va.nr_pages * c.page_free_ns + 2 * c.kmalloc_ns  # cpu.charge()
         metrics = self.metrics
@@ -364,9 +368,22 @@ class VmallocModel:
         yield from cpu.spin_unlock(lock)
         return va
 
-    def free_vmap_area_noflush(self, cpu: Cpu, va: VmapArea) -> Gen:
-        """``free_vmap_area_noflush``: account the area lazily, maybe trigger a purge."""
-        if not self.lazy_in_busy_tree:
+    def find_unlink_vmap_area(self, cpu: Cpu, va: VmapArea) -> Gen:
+        """Linux 6.3 (Uladzislau Rezki, "mm: vmalloc: Avoid calling __find_vmap_area() twice
+        in __vunmap()", v3 22 Dec 2022): ``remove_vm_area`` looks the area up and unlinks it
+        from the busy tree in one hold of its lock (6.9: its node's busy.lock)."""
+        lock = self.busy_tree_lock(va.va_start)
+        yield from cpu.spin_lock(lock)
+        del self.areas[va.va_start]
+        va.flags &= ~VM_VM_AREA
+        self._unlink_va(va)
+        cpu.charge(self.costs.lock_acquire_ns + 2 * self.busy_rbtree_ns(va.va_start))
+        yield from cpu.spin_unlock(lock)
+
+    def free_vmap_area_noflush(self, cpu: Cpu, va: VmapArea, unlinked: bool = False) -> Gen:
+        """``free_vmap_area_noflush``: account the area lazily, maybe trigger a purge
+        (``unlinked``: already out of the busy tree, by ``find_unlink_vmap_area``)."""
+        if not self.lazy_in_busy_tree and not unlinked:
             yield from self.unlink_lazy_area(cpu, va)
         yield from cpu.settle()  # lock-free updates of shared state happen at this CPU's time
         if self.read_then_publish:
@@ -392,13 +409,17 @@ class VmallocModel:
         (6.9: from its node's busy tree under that node's busy.lock)."""
         lock = self.busy_tree_lock(va.va_start)
         yield from cpu.spin_lock(lock)
+        self._unlink_va(va)
+        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(va.va_start))
+        yield from cpu.spin_unlock(lock)
+
+    def _unlink_va(self, va: VmapArea) -> None:
+        """``unlink_va(va, root)`` of the busy tree (its lock held)."""
         if self.first_fit:
             free_vmap_cache_on_free(self.busy, self.cache, va.va_start, va.va_end)
         self.busy.erase(va.va_start)
         if self.nodes is not None:
             self.nodes.addr_to_node(va.va_start).busy -= 1
-        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(va.va_start))
-        yield from cpu.spin_unlock(lock)
 
     def try_purge_vmap_area_lazy(self, cpu: Cpu) -> Gen:
         """``try_purge_vmap_area_lazy``: a non-blocking purge."""
