@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
+from sim.config import catalog_names
 from sim.run import RunConfig
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
@@ -114,3 +115,9 @@ def test_wheel_ships_the_catalogs(tmp_path: Path) -> None:
                  "sim/catalog/experiments/seed.yaml", "sim/mm/presets.yaml",
                  "sim/catalog/workloads/traces/sample.csv"):
         assert name in names
+
+
+@pytest.mark.parametrize("name", catalog_names("experiments"))
+def test_every_catalog_experiment_checks(name: str, capsys) -> None:
+    assert main(["check", name]) == 0
+    assert "ok (" in capsys.readouterr().out
