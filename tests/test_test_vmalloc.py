@@ -75,6 +75,7 @@ class FakeVm:
         self.vfrees: list[tuple[float, int]] = []
         self.maps: list[int] = []
         self.next = 0
+        self.other_locks: list = []
 
     def now(self, cpu: Cpu) -> float:
         return self.env.now + cpu.pending
@@ -218,6 +219,8 @@ def test_pcpu_alloc_draws_35000_objects_and_frees_every_chunk_but_one(monkeypatc
     assert len(chunks) == pcpu.created > 60  # ~23 MB of objects in 256 KiB units
     assert pcpu.created - pcpu.destroyed == 1 and len(vm.flushes) == pcpu.destroyed
     assert data_of(worker, "pcpu_alloc_test").passed == 1
+    assert [lock.name for lock in vm.other_locks] == ["pcpu_alloc_mutex", "pcpu_lock"]
+    assert vm.other_locks[1].stat.acquisitions >= 2 * 35000  # alloc and free of each
 
 
 @pytest.mark.parametrize("name", ["kvfree_rcu_1_arg", "kvfree_rcu_2_arg"])

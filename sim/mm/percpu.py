@@ -54,6 +54,7 @@ class PercpuAllocator:
         c = vm.costs
         self.alloc_mutex = SpinLock(env, "pcpu_alloc_mutex", lambda a, b, k: c.mutex_wake_ns)
         self.lock = SpinLock(env, "pcpu_lock", spinlock_handoff(vm.variant.spinlock, vm.machine))
+        vm.other_locks += [self.alloc_mutex, self.lock]
         self.chunks: list[PercpuChunk] = []
         self.open: list[PercpuChunk] = []
         """Chunks that may still have room, oldest first."""

@@ -139,6 +139,9 @@ class VmallocModel:
         self.drain_vmap_work = Work(env, self.drain_vmap_area_work, self.kworker,
                                     c.lock_acquire_ns, c.atomic_ns, c.mutex_wake_ns)
         """``static DECLARE_WORK(drain_vmap_work, drain_vmap_area_work)`` (5.18)."""
+        self.other_locks: list[SpinLock] = []
+        """Locks of kernel code the workload drives besides the vmalloc layer's own (the
+        percpu allocator's): they join lock_stat once made."""
         self.vfree_deferred: dict[int, VfreeDeferred] = {}
         """Per CPU, made on its first ``vfree_atomic()``."""
 
@@ -148,6 +151,7 @@ class VmallocModel:
                                    self.cpa_lock) if lock is not None]
         if self.vb is not None:  # only once a vm_map_ram() made blocks
             locks += self.vb.locks()
+        locks += self.other_locks
         if self.nodes is None:
             return locks
         return locks + self.nodes.locks(isinstance(self.lazy, PerNodeLazy))
