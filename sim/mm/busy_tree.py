@@ -39,6 +39,9 @@ class BusyTree:
         self._bound = np.zeros(0, dtype=np.int64)
         self._lens: list[int] = []
         """Areas per block: a list, not an array (updated on every insert and erase)."""
+        self._arrays: list[tuple[int, np.ndarray, np.ndarray] | None] = []
+        """Per block, ``(i, starts[i:], ends[i:])`` as arrays for :meth:`_scan_block`, made by
+        a scan from area ``i`` since the block last changed (None: no scan since)."""
         self._dirty: set[int] = set()
         self.count = 0
 
@@ -58,6 +61,7 @@ class BusyTree:
         self._firsts = [s[0] for s in self._starts]
         self._lastends = [e[-1] for e in self._ends]
         self._lens = [len(s) for s in self._starts]
+        self._arrays = [None] * len(self._starts)
         self._inner = np.array([self._inner_gap(b) for b in range(len(self._starts))],
                                dtype=np.int64)
         bound = [0] + [self._firsts[b] - self._lastends[b - 1]
@@ -98,6 +102,7 @@ class BusyTree:
         ends.insert(i, end)
         self.count += 1
         self._lens[b] += 1
+        self._arrays[b] = None
         n = len(starts)
         if i == 0:
             self._firsts[b] = start
@@ -126,6 +131,7 @@ class BusyTree:
         self._firsts[b:b + 1] = [starts[0], starts[half]]
         self._lastends[b:b + 1] = [ends[half - 1], ends[-1]]
         self._lens[b:b + 1] = [half, len(starts) - half]
+        self._arrays[b:b + 1] = [None, None]
         self._inner = np.insert(self._inner, b + 1, 0)
         self._inner[b], self._inner[b + 1] = self._inner_gap(b), self._inner_gap(b + 1)
         self._bound = np.insert(self._bound, b + 1, 0)
@@ -139,6 +145,7 @@ class BusyTree:
         del ends[i]
         self.count -= 1
         self._lens[b] -= 1
+        self._arrays[b] = None
         n = len(starts)
         if n == 0:
             self._drop_block(b)
@@ -159,7 +166,7 @@ class BusyTree:
     def _drop_block(self, b: int) -> None:
         self._clean()
         del self._starts[b], self._ends[b], self._firsts[b], self._lastends[b]
-        del self._lens[b]
+        del self._lens[b], self._arrays[b]
         self._inner = np.delete(self._inner, b)
         self._bound = np.delete(self._bound, b)
         if b < len(self._starts):
@@ -237,8 +244,14 @@ class BusyTree:
 
     def _scan_block(self, b: int, i: int, addr: int, size: int, align: int, vend: int,
                     hole: int) -> tuple[bool, int, int, int]:
-        s = np.asarray(self._starts[b][i:], dtype=np.int64)
-        e = np.asarray(self._ends[b][i:], dtype=np.int64)
+        cached = self._arrays[b]
+        if cached is not None and cached[0] <= i:  # unchanged since a scan from cached[0]
+            lo, s, e = cached
+            s, e = s[i - lo:], e[i - lo:]
+        else:
+            s = np.asarray(self._starts[b][i:], dtype=np.int64)
+            e = np.asarray(self._ends[b][i:], dtype=np.int64)
+            self._arrays[b] = (i, s, e)
         cand = np.empty_like(s)
         cand[0] = addr
         cand[1:] = e[:-1] if align == 1 else -(-e[:-1] // align) * align
