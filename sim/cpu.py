@@ -177,25 +177,16 @@ class Cpu:
         Handlers may be queued while the CPU sleeps through its step; on waking it checks for
         any that arrived before the step's end and redoes the work they displaced.
         """
-        # _step_end() and _redo_end(), inlined here and in the lock primitives: the
-        # per-operation hot path (a Kworker steals the charged work first, as its _step_end)
         env = self.env
-        handlers = self.handlers
-        now = env._now  # env.now without the property call
-        work = self.pending
-        self.pending = 0.0
-        end = finish_time(handlers, now, work) if handlers else now + work
-        while True:
-            if end > now:
-                yield sleep(env, end - now)
-            if not handlers or handlers[0][0] >= end:
-                return
-            now = handlers[0][0]
-            end = finish_time(handlers, now, end - now)
-            now = env._now
+        end = self._step_end()
+        while end is not None:
+            if end > env._now:
+                yield sleep(env, end - env._now)
+            end = self._redo_end(end)
 
     def _step_end(self) -> float:
-        """Start settling: take the charged work; when it ends, given the queued handlers."""
+        """Start settling: take the charged work; when it ends, given the queued handlers
+        (every settling primitive starts here, so a :class:`Kworker` steals its work here)."""
         work, self.pending = self.pending, 0.0
         now = self.env._now
         handlers = self.handlers
@@ -232,68 +223,36 @@ class Cpu:
 
     def wait_until(self, t: float) -> Generator[simpy.Event, None, None]:
         """Spin until absolute time ``t`` (handlers overlap the spin)."""
-        env = self.env  # settle(), inlined: one generator less per resume
-        handlers = self.handlers
-        now = env._now
-        work = self.pending
-        self.pending = 0.0
-        end = finish_time(handlers, now, work) if handlers else now + work
-        while True:
-            if end > now:
-                yield sleep(env, end - now)
-            if not handlers or handlers[0][0] >= end:
-                break
-            now = handlers[0][0]
-            end = finish_time(handlers, now, end - now)
-            now = env._now
+        env = self.env  # settle(), written out: one generator level less per resume
+        end = self._step_end()
+        while end is not None:
+            if end > env._now:
+                yield sleep(env, end - env._now)
+            end = self._redo_end(end)
         if t > env._now:
             yield from self._wait(sleep(env, t - env._now))
 
     def spin_lock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``spin_lock(lock)``: settle the clock, then take the lock or spin for it."""
-        env = self.env  # settle(), inlined: one generator less per resume
-        handlers = self.handlers
-        now = env._now
-        work = self.pending
-        self.pending = 0.0
-        end = finish_time(handlers, now, work) if handlers else now + work
-        while True:
-            if end > now:
-                yield sleep(env, end - now)
-            if not handlers or handlers[0][0] >= end:
-                break
-            now = handlers[0][0]
-            end = finish_time(handlers, now, end - now)
-            now = env._now
+        env = self.env  # settle(), written out: one generator level less per resume
+        end = self._step_end()
+        while end is not None:
+            if end > env._now:
+                yield sleep(env, end - env._now)
+            end = self._redo_end(end)
         self.preempt_count += 1
         wait = lock.acquire(self)
-        if wait is not None:  # _wait(wait), inlined
-            waiting = self.irq.waiting
-            waiting[self.id] = self
-            yield wait
-            del waiting[self.id]
-            now = env._now  # waited(), inlined
-            while handlers and handlers[0][1] <= now:
-                leftover = handlers.popleft()[2]
-                if leftover > self.pending:
-                    self.pending = leftover
+        if wait is not None:
+            yield from self._wait(wait)
 
     def spin_unlock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``spin_unlock(lock)`` at the end of the charged critical section."""
-        env = self.env  # settle(), inlined: one generator less per resume
-        handlers = self.handlers
-        now = env._now
-        work = self.pending
-        self.pending = 0.0
-        end = finish_time(handlers, now, work) if handlers else now + work
-        while True:
-            if end > now:
-                yield sleep(env, end - now)
-            if not handlers or handlers[0][0] >= end:
-                break
-            now = handlers[0][0]
-            end = finish_time(handlers, now, end - now)
-            now = env._now
+        env = self.env  # settle(), written out: one generator level less per resume
+        end = self._step_end()
+        while end is not None:
+            if end > env._now:
+                yield sleep(env, end - env._now)
+            end = self._redo_end(end)
         lock.release(self)
         self.preempt_count -= 1
 

@@ -233,3 +233,24 @@ def test_busy_6_9_run_with_helpers_is_safe_and_uses_them() -> None:
     sim = Simulation(config, (5,))
     assert sim.run()["safety_violations"] == 0
     assert sim.vm.purge_helper_runs > 0
+
+
+def test_nodes_with_one_global_lazy_list_pool_and_decay_alike() -> None:
+    """A composition of 6.9's nodes with 5.11's one sorted purge tree: the purge pools and
+    decays through the same decay_va_pool_node as 6.9's per-node purge."""
+    composed = {**presets()["linux-6.9"], "name": "nodes-global-lazy",
+                "lazy_list": "sorted_tree", "purge_helpers": False}
+    config = RunConfig.model_validate({"machine": MACHINE, "workload": {**FIX_SIZE,
+                                       "background": {"count": 0}}, "variant": composed,
+                                       "cpus": 1, "lazy_max_pages": 10_000, "duration": 1e6})
+    sim = Simulation(config, (0,))
+    areas = [allocate(sim) for _ in range(9)]
+    for va in areas[:8]:
+        vfree(sim, 0, va)
+    purge(sim, 0)
+    pool = sim.vm.nodes.nodes[0].pool
+    assert sorted(pool[2]) == sorted(va.va_start for va in areas[:8])
+    vfree(sim, 0, areas[8])
+    purge(sim, 0)  # 8 >> 2 = 2 decayed first, then areas[8] pooled
+    assert len(pool[2]) == 7 and areas[8].va_start in pool[2]
+    assert sim.vm.space.count == 7 and counts(sim) == {}

@@ -35,7 +35,7 @@ from ..tlb import TlbFlusher
 from .alloc import FreeVmapCache, first_fit, free_vmap_cache_on_free
 from .busy_tree import BusyTree
 from .lazy import Nodes, make_lazy_list
-from .node_purge import PerNodeLazy, purge_vmap_nodes
+from .node_purge import PerNodeLazy, decay_va_pool_node, purge_vmap_nodes
 from .purge_lock import NoPurgeLock, PurgeLock, RefcountPurgeLock, SpinPurgeLock
 from .vfree_deferred import VfreeDeferred
 from .vmap_area import VM_VM_AREA, VmapArea
@@ -559,37 +559,20 @@ class VmallocModel:
 
     def purge_to_pools(self, cpu: Cpu, nodes: Nodes, per_area_sub: bool
                        ) -> Generator[simpy.Event, None, Nodes]:
-        """Linux 6.9, after the flush: ``decay_va_pool_node`` then ``node_pool_add_va``.
+        """Vmap nodes with one global lazy list (a composition: 6.9 itself purges per-node
+        lazy trees, sim/mm/node_purge.py), after the flush: ``decay_va_pool_node`` then
+        ``node_pool_add_va``.
 
         First a quarter (``len >> 2``) of every node pool's entries, from the head of its list,
-        goes back to the free tree (each a merge under ``free_vmap_area_lock``); their ranges
+        goes back to the free tree (``decay_va_pool_node``, sim/mm/node_purge.py); their ranges
         leave the allocator's reserved space. Then each purged area of at most
         ``MAX_VA_SIZE_PAGES`` pages is put, under ``pool_lock``, at the head of the pool of
         its size in the node of the CPU that allocated it (O(1)); its range stays reserved.
         Areas merged into one purge-tree node (5.11's tree) are pooled one by one. Returns
         the nodes left for the free tree (the areas too large for a pool)."""
         c = self.costs
-        decayed: list[int] = []
         for vn in self.nodes.nodes:
-            if not any(len(starts) >> 2 for starts in vn.pool.values()):
-                continue
-            yield from cpu.spin_lock(vn.pool_lock)
-            taken = 0
-            for starts in vn.pool.values():
-                n_decay = len(starts) >> 2
-                if n_decay:
-                    decayed += starts[-n_decay:]
-                    del starts[-n_decay:]
-                    taken += n_decay
-            cpu.charge(c.lock_acquire_ns + taken * c.list_walk_per_node_ns)
-            yield from cpu.spin_unlock(vn.pool_lock)
-        if decayed:
-            yield from cpu.spin_lock(self.vmap_area_lock)
-            cpu.charge(c.lock_acquire_ns
-                       + len(decayed) * (self.rbtree_ns(self.space) + c.kmalloc_ns))
-            for addr in decayed:  # merge_or_add_vmap_area_augment(va, &free_vmap_area_root)
-                self.space.erase(addr)
-            yield from cpu.spin_unlock(self.vmap_area_lock)
+            yield from decay_va_pool_node(self, cpu, vn)
         per_area = c.list_walk_per_node_ns * (2 if self.lazy.cold_walk else 1)
         by_node: dict[int, list[VmapArea]] = {}
         rest: Nodes = []

@@ -30,7 +30,6 @@ import numpy as np
 import simpy
 
 from ..cpu import Cpu, IrqState
-from ..locks import SpinLock
 
 Gen = Generator[simpy.Event, None, None]
 
@@ -55,28 +54,6 @@ class Kworker(Cpu):
         if self.pending > 0:
             self.steal(self.env.now, self.pending)
         return super()._step_end()
-
-    # Cpu's settling primitives inline _step_end(): each steals the charged work first.
-
-    def settle(self) -> Gen:
-        if self.pending > 0:
-            self.steal(self.env.now, self.pending)
-        yield from super().settle()
-
-    def wait_until(self, t: float) -> Gen:
-        if self.pending > 0:
-            self.steal(self.env.now, self.pending)
-        yield from super().wait_until(t)
-
-    def spin_lock(self, lock: SpinLock) -> Gen:
-        if self.pending > 0:
-            self.steal(self.env.now, self.pending)
-        yield from super().spin_lock(lock)
-
-    def spin_unlock(self, lock: SpinLock) -> Gen:
-        if self.pending > 0:
-            self.steal(self.env.now, self.pending)
-        yield from super().spin_unlock(lock)
 
     def steal(self, start: float, ns: float) -> None:
         """Pause the CPU's task for [start, start + ns), as a handler does (IPIs are still
