@@ -13,6 +13,10 @@ Everything runs in one process. The cases, each run to a fixed number of operati
     The reference: 64 SimPy processes, each ``while True: yield env.timeout(d)`` with ``d``
     exponential (pre-drawn). Its rate is SimPy's own cost per event on this machine and Python
     build; its "operations" are timeouts.
+``bare-sleep``
+    The same loop with the timeout vmapsim itself schedules (``sim.cpu.sleep``: the same
+    :class:`simpy.Timeout`, queued without ``env.timeout``'s layers of calls): the cheapest a
+    SimPy event can be, so the rate a model doing nothing but its events could reach.
 ``peer-simpy/fix_size/64``
     ``test_vmalloc-fix_size`` at 64 CPUs written plainly on SimPy, locks as
     ``simpy.Resource`` (``benchmarks/peer.py``): the model a user would otherwise write.
@@ -37,6 +41,11 @@ Figures per case:
 ``ops_per_wall_s``, ``us_per_op``; ``ratio_to_bare_simpy``, ``ratio_to_peer``
     Operations per wall second and their ratios to the bare loop's timeouts per second and to
     the peer's operations per second (measured in the same process).
+``ceiling_ratio_to_bare``, ``model_share``
+    The events-bound ceiling: the ratio to the bare loop that the case would reach if its
+    model cost nothing but its events at ``bare-sleep``'s rate (``bare-sleep`` events/s over
+    ``events_per_op``, over ``bare-simpy`` timeouts/s); and the share of the case's wall time
+    that is its model's own Python rather than those events.
 ``peak_mib``
     tracemalloc peak over build and a run of ``memory_ops`` operations (tracemalloc slows
     Python ~5x, so it never runs during a timed run).
@@ -52,6 +61,10 @@ And three studies:
     time of each and their ratio.
 ``targets``
     The project's targets, each with the measured figure and whether it is met.
+``bound``
+    For ``fix_size/64``: its events per operation, its events-bound ceiling, and the events
+    per operation at which even a model that cost nothing would just reach half the bare
+    rate (``bare-sleep`` rate over half the ``bare-simpy`` rate).
 """
 
 from __future__ import annotations
@@ -79,6 +92,7 @@ import yaml  # noqa: E402
 from peer import PeerModel  # noqa: E402
 from simpy.events import NORMAL  # noqa: E402
 
+from sim.cpu import sleep  # noqa: E402
 from sim.mm.variants import presets  # noqa: E402
 from sim.run import Simulation  # noqa: E402
 from sim.schema import RunConfig  # noqa: E402
@@ -103,7 +117,7 @@ class Case:
 
     name: str
     ops: int  # full-mode operations (bare-simpy: timeouts)
-    kind: str = "vmapsim"  # or "bare", "peer"
+    kind: str = "vmapsim"  # or "bare", "bare-sleep", "peer"
     workload: str = "test_vmalloc-fix_size"
     cpus: int = 64
     background: int | None = None  # None: the workload file's own count
@@ -122,6 +136,7 @@ class Case:
 
 CASES = [
     Case("bare-simpy", 1_500_000, kind="bare", memory_ops=100_000),
+    Case("bare-sleep", 1_500_000, kind="bare-sleep", memory_ops=100_000),
     Case("peer-simpy/fix_size/64", 80_000, kind="peer"),
     Case("fix_size/1", 80_000, cpus=1),
     Case("fix_size/16", 60_000, cpus=16),
@@ -179,6 +194,8 @@ class Result:
     memory_ops: int
     ratio_to_bare_simpy: float = float("nan")
     ratio_to_peer: float = float("nan")
+    ceiling_ratio_to_bare: float = float("nan")
+    model_share: float = float("nan")
     model: dict[str, Any] = field(default_factory=dict)
 
 
@@ -190,16 +207,23 @@ def _bare_proc(env: simpy.Environment, delays: list[float]) -> Generator[simpy.E
         yield timeout(delay)
 
 
-def build_bare(ops: int) -> Prepared:
-    """64 processes of back-to-back exponential timeouts, delays drawn before timing; the run
-    ends at the time by which ``ops`` timeouts have fired (about)."""
+def _sleep_proc(env: simpy.Environment, delays: list[float]
+                ) -> Generator[simpy.Event, None, None]:
+    for delay in itertools.cycle(delays):
+        yield sleep(env, delay)
+
+
+def build_bare(ops: int, proc: Callable = _bare_proc) -> Prepared:
+    """64 processes of back-to-back exponential timeouts (``proc``: through ``env.timeout``
+    or vmapsim's ``sleep``), delays drawn before timing; the run ends at the time by which
+    ``ops`` timeouts have fired (about)."""
     env = simpy.Environment()
     rng = np.random.default_rng(list(ENTROPY))
     delays = [rng.exponential(BARE_MEAN_NS, BARE_BATCH).tolist() for _ in range(BARE_PROCS)]
 
     def start() -> None:
         for batch in delays:
-            env.process(_bare_proc(env, batch))
+            env.process(proc(env, batch))
 
     until = ops * BARE_MEAN_NS / BARE_PROCS
     return Prepared(env, start, lambda: until, lambda: {"ops": ops})
@@ -248,6 +272,8 @@ def build_peer(cpus: int, ops: int) -> Prepared:
 def builder(case: Case, ops: int, mode: str) -> Callable[[], Prepared]:
     if case.kind == "bare":
         return lambda: build_bare(ops)
+    if case.kind == "bare-sleep":
+        return lambda: build_bare(ops, _sleep_proc)
     if case.kind == "peer":
         return lambda: build_peer(case.cpus, ops)
     return lambda: build_vmapsim(case.workload, case.cpus, case.background_for(mode), ops)
@@ -320,8 +346,8 @@ def result(case: Case, ops: int, timings: list[Timing], events: int, peak: float
     same = all(t.summary == best.summary and t.events in (None, events) for t in timings)
     return Result(
         name=case.name, kind=case.kind,
-        workload=None if case.kind == "bare" else case.workload,
-        cpus=BARE_PROCS if case.kind == "bare" else case.cpus, background=background,
+        workload=None if case.kind.startswith("bare") else case.workload,
+        cpus=BARE_PROCS if case.kind.startswith("bare") else case.cpus, background=background,
         ops=done, events=events, events_per_op=events / done, deterministic=same,
         wall_s=best.wall_s, wall_all_s=[t.wall_s for t in timings], cpu_s=best.cpu_s,
         setup_s=min(t.setup_s for t in timings), ops_per_wall_s=done / best.wall_s,
@@ -348,12 +374,26 @@ def measure_cases(mode: str, repeats: int) -> list[Result]:
         peak = traced_peak(builder(case, memory_ops, mode))
         results.append(result(case, ops, timings[case.name], events, peak, memory_ops,
                               case.background_for(mode)))
-    bare = results[0].ops_per_wall_s
-    peer = next(r.ops_per_wall_s for r in results if r.kind == "peer")
+    rate = {r.kind: r.ops_per_wall_s for r in results if r.kind != "vmapsim"}
     for r in results:
-        r.ratio_to_bare_simpy = r.ops_per_wall_s / bare
-        r.ratio_to_peer = r.ops_per_wall_s / peer
+        r.ratio_to_bare_simpy = r.ops_per_wall_s / rate["bare"]
+        r.ratio_to_peer = r.ops_per_wall_s / rate["peer"]
+        if not r.kind.startswith("bare"):
+            events_s = r.events_per_op / rate["bare-sleep"]  # per op, at the cheapest rate
+            r.ceiling_ratio_to_bare = 1.0 / events_s / rate["bare"]
+            r.model_share = max(0.0, 1.0 - events_s / (r.us_per_op * 1e-6))
     return results
+
+
+def bound(results: list[Result]) -> dict[str, Any]:
+    """How far ``fix_size/64`` could go with its events alone (see ``ceiling_ratio_to_bare``)."""
+    by = {r.name: r for r in results}
+    fix = by["fix_size/64"]
+    sleep_rate, bare_rate = by["bare-sleep"].ops_per_wall_s, by["bare-simpy"].ops_per_wall_s
+    return {"case": fix.name, "events_per_op": fix.events_per_op,
+            "ceiling_ratio_to_bare": fix.ceiling_ratio_to_bare,
+            "model_share": fix.model_share,
+            "events_per_op_at_half_bare": sleep_rate / (0.5 * bare_rate)}
 
 
 def memory_vs_length(mode: str) -> dict[str, Any]:
@@ -407,23 +447,31 @@ def targets(results: list[Result], memory: dict[str, Any], scaling: dict[str, An
 
 def results_table(results: list[Result]) -> str:
     head = ("| case | ops | events/op | ops/wall-s | x bare SimPy | x peer | us/op | "
-            "peak MiB |")
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+            "ceiling x bare | model share | peak MiB |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
+        bare = r.kind.startswith("bare")
+        ceiling = "" if bare else f"{r.ceiling_ratio_to_bare:.3f}"
+        share = "" if bare else f"{r.model_share:.0%}"
         lines.append(
             f"| {r.name} | {r.ops:,} | {r.events_per_op:.2f} | {r.ops_per_wall_s:,.0f} | "
             f"{r.ratio_to_bare_simpy:.3f} | {r.ratio_to_peer:.2f} | {r.us_per_op:.1f} | "
-            f"{r.peak_mib:.1f} |")
+            f"{ceiling} | {share} | {r.peak_mib:.1f} |")
     return "\n".join(lines)
 
 
-def studies_table(memory: dict[str, Any], scaling: dict[str, Any]) -> str:
+def studies_table(memory: dict[str, Any], scaling: dict[str, Any], limit: dict[str, Any]
+                  ) -> str:
     return "\n".join([
         f"memory vs run length (seed-i915, 256 CPUs): {memory['ops_short']:,} ops "
         f"{memory['peak_mib_short']:.1f} MiB, {memory['ops_long']:,} ops "
         f"{memory['peak_mib_long']:.1f} MiB, ratio {memory['ratio']:.2f}",
         f"CPU scaling (seed-i915, {scaling['ops']:,} ops): 16 CPUs {scaling['wall_s_16']:.1f} s,"
-        f" 256 CPUs {scaling['wall_s_256']:.1f} s, ratio {scaling['ratio']:.2f}"])
+        f" 256 CPUs {scaling['wall_s_256']:.1f} s, ratio {scaling['ratio']:.2f}",
+        f"events-bound ceiling of {limit['case']}: {limit['events_per_op']:.2f} events/op, "
+        f"{limit['ceiling_ratio_to_bare']:.3f}x bare SimPy with a model that cost nothing "
+        f"(the model's own Python is {limit['model_share']:.0%} of its wall time); half the "
+        f"bare rate needs <= {limit['events_per_op_at_half_bare']:.2f} events/op"])
 
 
 def targets_table(rows: list[dict[str, Any]]) -> str:
@@ -461,6 +509,7 @@ def measure(mode: str, repeats: int, scaling_ops: int) -> dict[str, Any]:
             "machine_profile": MACHINE, "variant": VARIANT,
             "ratio_to_bare_simpy": fix.ratio_to_bare_simpy, "ratio_to_peer": fix.ratio_to_peer,
             "cases": [asdict(r) for r in results], "memory_vs_length": memory,
+            "bound": bound(results),
             "cpu_scaling": scaling, "targets": targets(results, memory, scaling),
             "total_s": time.perf_counter() - started}
 
@@ -485,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.python_version()}, SimPy {simpy.__version__}, {os.cpu_count()} host "
           f"CPUs)\n")
     print(results_table(results) + "\n")
-    print(studies_table(record["memory_vs_length"], record["cpu_scaling"]) + "\n")
+    print(studies_table(record["memory_vs_length"], record["cpu_scaling"], record["bound"])
+          + "\n")
     print(targets_table(record["targets"]) + "\n")
     print(f"total {record['total_s']:.0f} s")
     warn(results)

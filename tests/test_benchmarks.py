@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = {"bare-simpy", "peer-simpy/fix_size/64", "fix_size/1", "fix_size/16", "fix_size/64",
-         "fix_size/256", "seed-i915/64/bg=1e3", "seed-i915/64/bg=1e5", "seed-i915/64/bg=1e6"}
+CASES = {"bare-simpy", "bare-sleep", "peer-simpy/fix_size/64", "fix_size/1", "fix_size/16",
+         "fix_size/64", "fix_size/256", "seed-i915/64/bg=1e3", "seed-i915/64/bg=1e5",
+         "seed-i915/64/bg=1e6"}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,24 @@ def test_every_case_has_positive_figures(record: dict) -> None:
     assert cases["bare-simpy"]["ratio_to_bare_simpy"] == 1.0
     assert cases["peer-simpy/fix_size/64"]["ratio_to_peer"] == 1.0
     assert record["ratio_to_bare_simpy"] == cases["fix_size/64"]["ratio_to_bare_simpy"]
+
+
+def test_events_bound_ceiling(record: dict) -> None:
+    """Every model case has a ceiling below what its events allow and a model share in
+    [0, 1]; the bound of fix_size/64 restates its case."""
+    cases = {c["name"]: c for c in record["cases"]}
+    sleep_rate = cases["bare-sleep"]["ops_per_wall_s"]
+    bare_rate = cases["bare-simpy"]["ops_per_wall_s"]
+    for name, case in cases.items():
+        if name.startswith("bare"):
+            continue
+        assert case["ceiling_ratio_to_bare"] == pytest.approx(
+            sleep_rate / case["events_per_op"] / bare_rate), name
+        assert 0.0 <= case["model_share"] <= 1.0, name
+    bound = record["bound"]
+    assert bound["case"] == "fix_size/64"
+    assert bound["ceiling_ratio_to_bare"] == cases["fix_size/64"]["ceiling_ratio_to_bare"]
+    assert bound["events_per_op_at_half_bare"] == pytest.approx(sleep_rate / (0.5 * bare_rate))
 
 
 def test_studies_and_targets_are_reported(record: dict) -> None:
