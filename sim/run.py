@@ -17,7 +17,7 @@ import numpy as np
 import simpy
 
 from .churn import object_churn
-from .cpu import Cpu, IrqState
+from .cpu import Cpu, IrqState, LeanProcess
 from .machine import Machine
 from .metrics import Metrics
 from .mm.vmalloc import VmallocModel
@@ -110,8 +110,8 @@ class Simulation:
         process = PROCESSES[workload.kind]
         for cpu in self.cpus:
             rng = stream(self.entropy, "workload", cpu.id)
-            self.workers.append(self.env.process(
-                process(self.env, cpu, self.vm, workload, rng, self.control)))
+            self.workers.append(LeanProcess(
+                self.env, process(self.env, cpu, self.vm, workload, rng, self.control)))
         if workload.irq_noise.rate > 0:
             self.env.process(irq_noise(self.env, self.irq, self.cpus, workload.irq_noise,
                                        stream(self.entropy, "irq"), self.control))
