@@ -34,18 +34,19 @@ Model set-up (background placement) is ``setup_s``, not timed.
 
 Figures per case:
 
-``events_per_op``
-    SimPy events scheduled per operation, from SimPy's event-id counter (``env._eid``), or, if
-    a SimPy version lacks it, from a counting wrapper of ``env.schedule`` in an extra run: a
-    deterministic cost counter, where regressions show up without the machine's noise.
+``events_per_op``, ``steps_per_op``
+    SimPy events scheduled per operation, from SimPy's event-id counter (``env._eid``; a sleep
+    that a CPU skips, ``sim.cpu.skip``, uses up its id too), and events processed per
+    operation (``env.step`` calls, counted in an extra untimed run): deterministic cost
+    counters, where regressions show up without the machine's noise.
 ``ops_per_wall_s``, ``us_per_op``; ``ratio_to_bare_simpy``, ``ratio_to_peer``
     Operations per wall second and their ratios to the bare loop's timeouts per second and to
     the peer's operations per second (measured in the same process).
 ``ceiling_ratio_to_bare``, ``model_share``
     The events-bound ceiling: the ratio to the bare loop that the case would reach if its
-    model cost nothing but its events at ``bare-sleep``'s rate (``bare-sleep`` events/s over
-    ``events_per_op``, over ``bare-simpy`` timeouts/s); and the share of the case's wall time
-    that is its model's own Python rather than those events.
+    model cost nothing but the events it processes, at ``bare-sleep``'s rate (``bare-sleep``
+    events/s over ``steps_per_op``, over ``bare-simpy`` timeouts/s); and the share of the
+    case's wall time that is its model's own Python rather than those events.
 ``peak_mib``
     tracemalloc peak over build and a run of ``memory_ops`` operations (tracemalloc slows
     Python ~5x, so it never runs during a timed run).
@@ -62,9 +63,11 @@ And three studies:
 ``targets``
     The project's targets, each with the measured figure and whether it is met.
 ``bound``
-    For ``fix_size/64``: its events per operation, its events-bound ceiling, and the events
-    per operation at which even a model that cost nothing would just reach half the bare
-    rate (``bare-sleep`` rate over half the ``bare-simpy`` rate).
+    For ``fix_size/64``: its processed events per operation and events-bound ceiling; the
+    processed events per operation at which even a model that cost nothing would just reach
+    half the bare rate (``bare-sleep`` rate over half the ``bare-simpy`` rate); and the
+    model's own Python per operation now against what half the bare rate would leave it at
+    its present events (``model_us_per_op``, ``model_us_per_op_at_half_bare``).
 """
 
 from __future__ import annotations
@@ -90,7 +93,6 @@ import numpy as np  # noqa: E402
 import simpy  # noqa: E402
 import yaml  # noqa: E402
 from peer import PeerModel  # noqa: E402
-from simpy.events import NORMAL  # noqa: E402
 
 from sim.cpu import sleep  # noqa: E402
 from sim.mm.variants import presets  # noqa: E402
@@ -183,6 +185,8 @@ class Result:
     ops: int
     events: int
     events_per_op: float
+    steps: int
+    steps_per_op: float
     deterministic: bool
     wall_s: float
     wall_all_s: list[float]
@@ -281,33 +285,21 @@ def builder(case: Case, ops: int, mode: str) -> Callable[[], Prepared]:
 
 # --- measuring -------------------------------------------------------------------------------
 
-class EventCounter:
-    """Counts ``env.schedule`` calls by shadowing the method on the environment instance."""
-
-    def __init__(self, env: simpy.Environment) -> None:
-        self.n = 0
-        schedule = env.schedule
-
-        def counting(event: simpy.Event, priority: int = NORMAL, delay: float = 0) -> None:
-            self.n += 1
-            schedule(event, priority, delay)
-
-        env.schedule = counting  # type: ignore[method-assign]
-
-
-def eid(env: simpy.Environment) -> int | None:
-    """Events scheduled so far by SimPy's private id counter, if this SimPy has one."""
-    counter = getattr(env, "_eid", None)
-    return next(counter) if isinstance(counter, itertools.count) else None
-
-
-def counted_events(build: Callable[[], Prepared]) -> int:
-    """Events of a run through a counting wrapper (for a SimPy without ``_eid``)."""
+def counted_steps(build: Callable[[], Prepared]) -> int:
+    """Events processed in a run (``Environment.run`` calls ``self.step()``: a counting
+    wrapper shadows it on the instance)."""
     prepared = build()
-    counter = EventCounter(prepared.env)
+    env = prepared.env
+    step, steps = env.step, itertools.count()
+
+    def counting() -> None:
+        next(steps)
+        step()
+
+    env.step = counting  # type: ignore[method-assign]
     prepared.start()
-    prepared.env.run(until=prepared.done())
-    return counter.n
+    env.run(until=prepared.done())
+    return next(steps) - 1  # the last call raised StopSimulation: it processed the stop
 
 
 def traced_peak(build: Callable[[], Prepared]) -> float:
@@ -333,22 +325,25 @@ def timed_run(build: Callable[[], Prepared]) -> Timing:
     t0, c0 = time.perf_counter(), time.process_time()
     prepared.env.run(until=prepared.done())
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    # every event scheduled since the environment was made (ids count from 0)
-    return Timing(setup, wall, cpu, eid(prepared.env), prepared.summary())
+    # every event scheduled since the environment was made (ids count from 0; the 4.x
+    # internals this SimPy pin guarantees)
+    return Timing(setup, wall, cpu, next(prepared.env._eid), prepared.summary())
 
 
-def result(case: Case, ops: int, timings: list[Timing], events: int, peak: float,
+def result(case: Case, ops: int, timings: list[Timing], steps: int, peak: float,
            memory_ops: int, background: int | None) -> Result:
     """The figures of a case from its timed runs (best wall time)."""
     best = min(timings, key=lambda t: t.wall_s)
     summary = dict(best.summary)
     done = summary.pop("ops", ops)
-    same = all(t.summary == best.summary and t.events in (None, events) for t in timings)
+    events = best.events
+    same = all(t.summary == best.summary and t.events == events for t in timings)
     return Result(
         name=case.name, kind=case.kind,
         workload=None if case.kind.startswith("bare") else case.workload,
         cpus=BARE_PROCS if case.kind.startswith("bare") else case.cpus, background=background,
-        ops=done, events=events, events_per_op=events / done, deterministic=same,
+        ops=done, events=events, events_per_op=events / done, steps=steps,
+        steps_per_op=steps / done, deterministic=same,
         wall_s=best.wall_s, wall_all_s=[t.wall_s for t in timings], cpu_s=best.cpu_s,
         setup_s=min(t.setup_s for t in timings), ops_per_wall_s=done / best.wall_s,
         us_per_op=best.wall_s / done * 1e6, peak_mib=peak, memory_ops=memory_ops,
@@ -366,20 +361,18 @@ def measure_cases(mode: str, repeats: int) -> list[Result]:
     results = []
     for case in CASES:
         ops = case.n_ops(scale)
-        print(f"memory of {case.name} ...", file=sys.stderr, flush=True)
-        events = timings[case.name][0].events
-        if events is None:
-            events = counted_events(builder(case, ops, mode))
+        print(f"events and memory of {case.name} ...", file=sys.stderr, flush=True)
+        steps = counted_steps(builder(case, ops, mode))
         memory_ops = min(ops, max(50, int(case.memory_ops * min(1.0, scale * 5))))
         peak = traced_peak(builder(case, memory_ops, mode))
-        results.append(result(case, ops, timings[case.name], events, peak, memory_ops,
+        results.append(result(case, ops, timings[case.name], steps, peak, memory_ops,
                               case.background_for(mode)))
     rate = {r.kind: r.ops_per_wall_s for r in results if r.kind != "vmapsim"}
     for r in results:
         r.ratio_to_bare_simpy = r.ops_per_wall_s / rate["bare"]
         r.ratio_to_peer = r.ops_per_wall_s / rate["peer"]
         if not r.kind.startswith("bare"):
-            events_s = r.events_per_op / rate["bare-sleep"]  # per op, at the cheapest rate
+            events_s = r.steps_per_op / rate["bare-sleep"]  # per op, at the cheapest rate
             r.ceiling_ratio_to_bare = 1.0 / events_s / rate["bare"]
             r.model_share = max(0.0, 1.0 - events_s / (r.us_per_op * 1e-6))
     return results
@@ -390,10 +383,13 @@ def bound(results: list[Result]) -> dict[str, Any]:
     by = {r.name: r for r in results}
     fix = by["fix_size/64"]
     sleep_rate, bare_rate = by["bare-sleep"].ops_per_wall_s, by["bare-simpy"].ops_per_wall_s
-    return {"case": fix.name, "events_per_op": fix.events_per_op,
+    events_us = fix.steps_per_op / sleep_rate * 1e6
+    return {"case": fix.name, "steps_per_op": fix.steps_per_op,
             "ceiling_ratio_to_bare": fix.ceiling_ratio_to_bare,
             "model_share": fix.model_share,
-            "events_per_op_at_half_bare": sleep_rate / (0.5 * bare_rate)}
+            "steps_per_op_at_half_bare": sleep_rate / (0.5 * bare_rate),
+            "model_us_per_op": fix.us_per_op * fix.model_share,
+            "model_us_per_op_at_half_bare": 1e6 / (0.5 * bare_rate) - events_us}
 
 
 def memory_vs_length(mode: str) -> dict[str, Any]:
@@ -446,15 +442,16 @@ def targets(results: list[Result], memory: dict[str, Any], scaling: dict[str, An
 # --- reporting -------------------------------------------------------------------------------
 
 def results_table(results: list[Result]) -> str:
-    head = ("| case | ops | events/op | ops/wall-s | x bare SimPy | x peer | us/op | "
+    head = ("| case | ops | events/op | steps/op | ops/wall-s | x bare SimPy | x peer | us/op | "
             "ceiling x bare | model share | peak MiB |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         bare = r.kind.startswith("bare")
         ceiling = "" if bare else f"{r.ceiling_ratio_to_bare:.3f}"
         share = "" if bare else f"{r.model_share:.0%}"
         lines.append(
-            f"| {r.name} | {r.ops:,} | {r.events_per_op:.2f} | {r.ops_per_wall_s:,.0f} | "
+            f"| {r.name} | {r.ops:,} | {r.events_per_op:.2f} | {r.steps_per_op:.2f} | "
+            f"{r.ops_per_wall_s:,.0f} | "
             f"{r.ratio_to_bare_simpy:.3f} | {r.ratio_to_peer:.2f} | {r.us_per_op:.1f} | "
             f"{ceiling} | {share} | {r.peak_mib:.1f} |")
     return "\n".join(lines)
@@ -468,10 +465,12 @@ def studies_table(memory: dict[str, Any], scaling: dict[str, Any], limit: dict[s
         f"{memory['peak_mib_long']:.1f} MiB, ratio {memory['ratio']:.2f}",
         f"CPU scaling (seed-i915, {scaling['ops']:,} ops): 16 CPUs {scaling['wall_s_16']:.1f} s,"
         f" 256 CPUs {scaling['wall_s_256']:.1f} s, ratio {scaling['ratio']:.2f}",
-        f"events-bound ceiling of {limit['case']}: {limit['events_per_op']:.2f} events/op, "
-        f"{limit['ceiling_ratio_to_bare']:.3f}x bare SimPy with a model that cost nothing "
-        f"(the model's own Python is {limit['model_share']:.0%} of its wall time); half the "
-        f"bare rate needs <= {limit['events_per_op_at_half_bare']:.2f} events/op"])
+        f"events-bound ceiling of {limit['case']}: {limit['steps_per_op']:.2f} processed "
+        f"events/op, {limit['ceiling_ratio_to_bare']:.3f}x bare SimPy with a model that cost "
+        f"nothing; half the bare rate needs <= {limit['steps_per_op_at_half_bare']:.2f} "
+        f"processed events/op, and a model whose own Python ({limit['model_us_per_op']:.2f} "
+        f"us/op now) fits in {limit['model_us_per_op_at_half_bare']:.2f} us/op at the present "
+        f"events (negative: out of reach at any model cost)"])
 
 
 def targets_table(rows: list[dict[str, Any]]) -> str:

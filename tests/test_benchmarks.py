@@ -34,7 +34,7 @@ def test_every_case_has_positive_figures(record: dict) -> None:
     cases = {c["name"]: c for c in record["cases"]}
     assert set(cases) == CASES
     for case in cases.values():
-        for key in ("ops", "events", "events_per_op", "ops_per_wall_s", "us_per_op",
+        for key in ("ops", "events", "events_per_op", "steps", "ops_per_wall_s", "us_per_op",
                     "ratio_to_bare_simpy", "ratio_to_peer", "peak_mib", "wall_s"):
             assert case[key] > 0, (case["name"], key)
         assert case["deterministic"]
@@ -44,8 +44,9 @@ def test_every_case_has_positive_figures(record: dict) -> None:
 
 
 def test_events_bound_ceiling(record: dict) -> None:
-    """Every model case has a ceiling below what its events allow and a model share in
-    [0, 1]; the bound of fix_size/64 restates its case."""
+    """Every model case's ceiling is what its processed events allow at the bare-sleep rate,
+    its model share is in [0, 1], and no run processes more events than it schedules; the
+    bound of fix_size/64 restates its case."""
     cases = {c["name"]: c for c in record["cases"]}
     sleep_rate = cases["bare-sleep"]["ops_per_wall_s"]
     bare_rate = cases["bare-simpy"]["ops_per_wall_s"]
@@ -53,12 +54,15 @@ def test_events_bound_ceiling(record: dict) -> None:
         if name.startswith("bare"):
             continue
         assert case["ceiling_ratio_to_bare"] == pytest.approx(
-            sleep_rate / case["events_per_op"] / bare_rate), name
+            sleep_rate / case["steps_per_op"] / bare_rate), name
         assert 0.0 <= case["model_share"] <= 1.0, name
+        assert 0 <= case["steps"] <= case["events"], name
     bound = record["bound"]
     assert bound["case"] == "fix_size/64"
     assert bound["ceiling_ratio_to_bare"] == cases["fix_size/64"]["ceiling_ratio_to_bare"]
-    assert bound["events_per_op_at_half_bare"] == pytest.approx(sleep_rate / (0.5 * bare_rate))
+    assert bound["steps_per_op_at_half_bare"] == pytest.approx(sleep_rate / (0.5 * bare_rate))
+    assert bound["model_us_per_op"] == pytest.approx(
+        cases["fix_size/64"]["us_per_op"] * cases["fix_size/64"]["model_share"])
 
 
 def test_studies_and_targets_are_reported(record: dict) -> None:
