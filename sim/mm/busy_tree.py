@@ -12,12 +12,13 @@ passes, which is what the simulated walk costs.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from operator import sub
 
 import numpy as np
 
 BLOCK = 256
 """Target areas per block; a block splits at twice this."""
-SCALAR_STEPS = 48
+SCALAR_STEPS = 24
 """Areas examined one by one before a walk switches to vectorised block scans (a numpy scan
 costs about as much as this many steps of the Python loop)."""
 
@@ -71,9 +72,7 @@ class BusyTree:
 
     def _inner_gap(self, b: int) -> int:
         s, e = self._starts[b], self._ends[b]
-        if len(s) < 2:
-            return 0
-        return int((np.asarray(s[1:]) - np.asarray(e[:-1])).max())
+        return max(map(sub, s[1:], e[:-1]), default=0)
 
     def _clean(self) -> None:
         for b in self._dirty:
@@ -249,14 +248,16 @@ class BusyTree:
             lo, s, e = cached
             s, e = s[i - lo:], e[i - lo:]
         else:
-            s = np.asarray(self._starts[b][i:], dtype=np.int64)
-            e = np.asarray(self._ends[b][i:], dtype=np.int64)
+            n = len(self._starts[b]) - i
+            s = np.fromiter(self._starts[b][i:], np.int64, n)
+            e = np.fromiter(self._ends[b][i:], np.int64, n)
             self._arrays[b] = (i, s, e)
         cand = np.empty_like(s)
         cand[0] = addr
         cand[1:] = e[:-1] if align == 1 else -(-e[:-1] // align) * align
-        stop = (cand + size <= s) | (cand + size > vend)
-        k = int(stop.argmax()) if stop.any() else len(s)
+        reach = cand + size  # addr + size at each candidate
+        stop = (reach <= s) | (reach > vend)
+        k = _first_true(stop)
         if k:
             hole = max(hole, int((s[:k] - cand[:k]).max()))
         if k < len(s):
@@ -268,10 +269,16 @@ class BusyTree:
         """Pass whole blocks (page-aligned requests) whose every gap is smaller than ``size``."""
         self._clean()
         gaps = np.maximum(self._inner[b:], self._bound[b:])
-        fits = gaps >= size
-        c = b + (int(fits.argmax()) if fits.any() else len(gaps))
+        c = b + _first_true(gaps >= size)
         c = min(c, max(b, bisect_right(self._lastends, vend - size)))
         if c == b:
             return b, addr, 0, hole
         hole = max(hole, int(gaps[: c - b].max()))
         return c, self._lastends[c - 1], sum(self._lens[b:c]), hole
+
+
+def _first_true(flags: np.ndarray) -> int:
+    """Index of the first true element of the non-empty ``flags``, its length if none (one
+    numpy call: ``argmax`` finds the first maximum)."""
+    k = int(flags.argmax())
+    return k if flags[k] else len(flags)
