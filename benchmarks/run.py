@@ -14,9 +14,10 @@ Everything runs in one process. The cases, each run to a fixed number of operati
     exponential (pre-drawn). Its rate is SimPy's own cost per event on this machine and Python
     build; its "operations" are timeouts.
 ``bare-sleep``
-    The same loop with the timeout vmapsim itself schedules (``sim.cpu.sleep``: the same
-    :class:`simpy.Timeout`, queued without ``env.timeout``'s layers of calls): the cheapest a
-    SimPy event can be, so the rate a model doing nothing but its events could reach.
+    The same loop as vmapsim's CPUs run it: the timeout they schedule (``sim.cpu.sleep``: the
+    same :class:`simpy.Timeout`, queued without ``env.timeout``'s layers of calls), resumed by
+    their process (``sim.cpu.LeanProcess``): the cheapest a processed SimPy event can be, so
+    the rate a model doing nothing but its events could reach.
 ``peer-simpy/fix_size/64``
     ``test_vmalloc-fix_size`` at 64 CPUs written plainly on SimPy, locks as
     ``simpy.Resource`` (``benchmarks/peer.py``): the model a user would otherwise write.
@@ -94,7 +95,7 @@ import simpy  # noqa: E402
 import yaml  # noqa: E402
 from peer import PeerModel  # noqa: E402
 
-from sim.cpu import sleep  # noqa: E402
+from sim.cpu import LeanProcess, sleep  # noqa: E402
 from sim.mm.variants import presets  # noqa: E402
 from sim.run import Simulation  # noqa: E402
 from sim.schema import RunConfig  # noqa: E402
@@ -217,17 +218,20 @@ def _sleep_proc(env: simpy.Environment, delays: list[float]
         yield sleep(env, delay)
 
 
-def build_bare(ops: int, proc: Callable = _bare_proc) -> Prepared:
-    """64 processes of back-to-back exponential timeouts (``proc``: through ``env.timeout``
-    or vmapsim's ``sleep``), delays drawn before timing; the run ends at the time by which
-    ``ops`` timeouts have fired (about)."""
+def build_bare(ops: int, lean: bool = False) -> Prepared:
+    """64 processes of back-to-back exponential timeouts (``lean``: vmapsim's ``sleep`` in a
+    ``LeanProcess``; else ``env.timeout`` in a ``simpy.Process``), delays drawn before timing;
+    the run ends at the time by which ``ops`` timeouts have fired (about)."""
     env = simpy.Environment()
     rng = np.random.default_rng(list(ENTROPY))
     delays = [rng.exponential(BARE_MEAN_NS, BARE_BATCH).tolist() for _ in range(BARE_PROCS)]
 
     def start() -> None:
         for batch in delays:
-            env.process(proc(env, batch))
+            if lean:
+                LeanProcess(env, _sleep_proc(env, batch))
+            else:
+                env.process(_bare_proc(env, batch))
 
     until = ops * BARE_MEAN_NS / BARE_PROCS
     return Prepared(env, start, lambda: until, lambda: {"ops": ops})
@@ -277,7 +281,7 @@ def builder(case: Case, ops: int, mode: str) -> Callable[[], Prepared]:
     if case.kind == "bare":
         return lambda: build_bare(ops)
     if case.kind == "bare-sleep":
-        return lambda: build_bare(ops, _sleep_proc)
+        return lambda: build_bare(ops, lean=True)
     if case.kind == "peer":
         return lambda: build_peer(case.cpus, ops)
     return lambda: build_vmapsim(case.workload, case.cpus, case.background_for(mode), ops)
