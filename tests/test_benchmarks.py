@@ -69,7 +69,8 @@ def test_studies_and_targets_are_reported(record: dict) -> None:
     memory, scaling = record["memory_vs_length"], record["cpu_scaling"]
     assert memory["ops_long"] == 10 * memory["ops_short"]
     assert memory["peak_mib_short"] > 0 and memory["ratio"] > 0
-    assert scaling["wall_s_16"] > 0 and scaling["wall_s_256"] > 0 and scaling["ratio"] > 0
+    for key in ("wall_s_16", "wall_s_256", "ratio"):  # present and positive, never compared
+        assert scaling[key] > 0, key
     assert len(record["targets"]) == 5
     assert all(isinstance(t["met"], bool) and t["measured"] > 0 for t in record["targets"])
     assert record["environment"]["python"]
