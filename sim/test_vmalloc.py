@@ -69,7 +69,7 @@ import numpy as np
 import simpy
 
 from .config import did_you_mean
-from .cpu import Cpu
+from .cpu import Cpu, LeanProcess
 from .machine import PAGES_PER_32MIB, fls
 from .mm.kvfree_rcu import KfreeRcuCpu
 from .mm.percpu import PercpuAllocator, PercpuChunk
@@ -613,7 +613,7 @@ def vmalloc_test_process(env: simpy.Environment, cpu: Cpu, vm: VmallocModel,
     if len(mine) > 1:
         run.runqueues[cpu.id] = simpy.Resource(env, 1)
     streams = rng.spawn(len(mine)) if mine else []
-    workers = [env.process(Worker(run, i, cpu, s, control).main())
+    workers = [LeanProcess(env, Worker(run, i, cpu, s, control).main())
                for i, s in zip(mine, streams)]
     if workers:
         yield env.all_of(workers)
