@@ -304,12 +304,8 @@ class Cpu:
 
     def wait_until(self, t: float) -> Generator[simpy.Event, None, None]:
         """Spin until absolute time ``t`` (handlers overlap the spin)."""
-        env = self.env  # settle(), written out: one generator level less per resume
-        end = self._step_end()
-        while end is not None:
-            if end > env._now and not skip(env, end - env._now):
-                yield sleep(env, end - env._now)
-            end = self._redo_end(end)
+        yield from self.settle()
+        env = self.env
         if t > env._now:
             yield from self._wait(sleep(env, t - env._now))
 
