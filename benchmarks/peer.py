@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import simpy
 
-from sim.machine import lazy_max_pages_formula
-from sim.schema import Costs
+from sim.config.schema import Costs
+from sim.mm.vmalloc import lazy_max_pages_formula
 
 
 @dataclass

@@ -95,10 +95,10 @@ import simpy  # noqa: E402
 import yaml  # noqa: E402
 from peer import PeerModel  # noqa: E402
 
-from sim.cpu import LeanProcess, sleep  # noqa: E402
+from sim.config.schema import RunConfig  # noqa: E402
+from sim.engine.fastpath import LeanProcess, sleep  # noqa: E402
 from sim.mm.variants import presets  # noqa: E402
-from sim.run import Simulation  # noqa: E402
-from sim.schema import RunConfig  # noqa: E402
+from sim.simulation import Simulation  # noqa: E402
 
 MACHINE = "xeon-2s-112"
 VARIANT = "linux-4.7"

@@ -9,11 +9,11 @@ The notebook API::
     sim.format_table(outcome.rows, exp.swept_keys)
 """
 
-from .config import ConfigError
-from .experiment import Experiment, load_experiment
-from .report import format_table
-from .run import RunSpec, run
-from .runner import ExperimentResult, run_experiment
+from sim.config.loader import ConfigError
+from sim.experiment.experiment import Experiment, load_experiment
+from sim.experiment.runner import ExperimentResult, run_experiment
+from sim.results.report import format_table
+from sim.simulation import RunSpec, run
 
 __all__ = ["ConfigError", "Experiment", "ExperimentResult", "RunSpec", "format_table",
            "load_experiment", "run", "run_experiment"]

@@ -14,19 +14,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .capacity import Capacity, Limit, capacity_search
-from .config import ConfigError, catalog_names
-from .executors import EXECUTORS, default_jobs
-from .experiment import Experiment, load_experiment
-from .mm.variants import presets
-from .plots import available as plots_available
-from .progress import on_terminal
-from .report import REPORT, format_table, report_directory
-from .run import RunSpec
-from .runner import ExperimentResult, run_experiment
-from .store import OutputError
-from .trace import parse_window, pick_run, trace_run
-from .units import format_ns
+from sim.config.loader import ConfigError, catalog_names
+from sim.config.units import format_ns
+from sim.experiment.capacity import Capacity, Limit, capacity_search
+from sim.experiment.executors import EXECUTORS, default_jobs
+from sim.experiment.experiment import Experiment, load_experiment
+from sim.experiment.progress import on_terminal
+from sim.experiment.runner import ExperimentResult, run_experiment
+from sim.mm.variants import presets
+from sim.results.plots import available as plots_available
+from sim.results.report import REPORT, format_table, report_directory
+from sim.results.store import OutputError
+from sim.results.timeline import parse_window, pick_run, trace_run
+from sim.simulation import RunSpec
 
 TRACES = "traces"
 """``DIR/traces/<run_id>.json``: the timelines written by ``--trace-window``."""

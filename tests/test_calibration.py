@@ -14,11 +14,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sim.config import catalog_dir
+from sim.config.loader import catalog_dir
+from sim.config.schema import RunConfig
 from sim.mm.variants import presets
-from sim.run import Simulation
-from sim.schema import RunConfig
-from sim.test_vmalloc import module_run
+from sim.simulation import Simulation
+from sim.workloads.lib_test_vmalloc import module_run
 
 REFERENCE_US = {
     # test: (us per iteration on pc638, loops simulated)

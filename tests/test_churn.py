@@ -1,4 +1,4 @@
-"""The ``object_churn`` workload kind (sim/churn.py) and ``vfree_atomic()``
+"""The ``object_churn`` workload kind (sim/workloads/churn.py) and ``vfree_atomic()``
 (sim/mm/vfree_deferred.py): arrival statistics, set_memory_*() calls per object, the
 VMAP_STACK stack cache, deferred frees, and the catalog workloads built on them."""
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from sim.churn import ChurnCpu, create, destroy
-from sim.config import catalog_dir
+from sim.config.loader import catalog_dir
+from sim.config.schema import RunConfig
 from sim.mm.variants import presets
-from sim.run import Simulation
-from sim.schema import RunConfig
-from sim.workload import Control
+from sim.simulation import Simulation
+from sim.workloads.churn import ChurnCpu, create, destroy
+from sim.workloads.common import Control
 
 MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
-from sim.config import catalog_names
-from sim.run import RunConfig
+from sim.config.loader import catalog_names
+from sim.simulation import RunConfig
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 REQUIRED_METRICS = {

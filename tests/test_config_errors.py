@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
-from sim.units import parse_pages, parse_time
+from sim.config.units import parse_pages, parse_time
 
 GOOD = """\
 name: x
@@ -108,7 +108,7 @@ def test_parse_time_rejects(bad) -> None:
 def test_an_experiment_named_like_a_workload_does_not_shadow_it(tmp_path) -> None:
     """An experiment file ``seed-i915.yaml`` that names the workload ``seed-i915`` gets the
     catalog's workload, not itself."""
-    from sim.experiment import load_experiment
+    from sim.experiment.experiment import load_experiment
 
     path = tmp_path / "seed-i915.yaml"
     path.write_text("name: x\nmachine: desktop-8c16t\nworkload: seed-i915\n"

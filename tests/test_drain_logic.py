@@ -7,13 +7,13 @@ import numpy as np
 import simpy
 import yaml
 
-from sim.config import catalog_dir
+from sim.config.loader import catalog_dir
+from sim.config.schema import RunConfig
 from sim.mm.lazy import SortedTree
 from sim.mm.variants import presets
 from sim.mm.vmap_area import VmapArea
 from sim.mm.workqueue import Kworker
-from sim.run import Simulation
-from sim.schema import RunConfig
+from sim.simulation import Simulation
 from tests.test_safety import allocate, at, counts
 
 MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 import sim
-import sim.runner
 from sim.cli import main
-from sim.executors import ProcessExecutor, SerialExecutor, open_executor
-from sim.experiment import Experiment, load_experiment
-from sim.run import RunSpec
+from sim.experiment import runner as runner_module
+from sim.experiment.executors import ProcessExecutor, SerialExecutor, open_executor
+from sim.experiment.experiment import Experiment, load_experiment
+from sim.simulation import RunSpec
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 SMALL = ["--set", "sweep.cpus=[1,2]", "--set", "sweep.workload.background.count=[100]",
@@ -77,14 +77,14 @@ def test_scheduler_needs_dask_executor(tmp_path: Path, capsys) -> None:
 
 def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch,
                                                       capsys) -> None:
-    real = sim.runner.run
+    real = runner_module.run
 
     def flaky(spec):
         if spec.variant == "linux-4.7" and spec.point["cpus"] == 2 and spec.replication == 1:
             raise RuntimeError("injected by the test")
         return real(spec)
 
-    monkeypatch.setattr(sim.runner, "run", flaky)
+    monkeypatch.setattr(runner_module, "run", flaky)
     assert _run(tmp_path, "-j", "1") == 1
     err = capsys.readouterr().err
     assert "1 of 8 runs failed" in err and "RuntimeError: injected by the test" in err

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim import load_experiment
-from sim.config import ConfigError
+from sim.config.loader import ConfigError
 
 SHIPPED = sorted((Path(__file__).parent.parent / "experiments").glob("*.yaml"))
 FUZZ = settings(max_examples=45, deadline=None, derandomize=True,

@@ -14,10 +14,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.config import catalog_dir
+from sim.config.loader import catalog_dir
+from sim.config.schema import RunConfig
 from sim.mm.variants import presets
-from sim.run import Simulation
-from sim.schema import RunConfig
+from sim.simulation import Simulation
 
 MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
 SEED = yaml.safe_load((catalog_dir("workloads") / "seed-i915.yaml").read_text())

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
-from sim.cpu import Cpu, IrqState
-from sim.locks import SpinLock
+from sim.engine.cpu import Cpu, IrqState
+from sim.engine.locks import SpinLock
 
 IPIS = 5_000
 GAP = 100.0

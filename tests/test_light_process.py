@@ -1,4 +1,4 @@
-"""``LeanProcess`` and ``skip`` (sim/cpu.py) behave exactly as a ``simpy.Process`` does: the
+"""``LeanProcess`` and ``skip`` (sim/engine/cpu.py) behave exactly as a ``simpy.Process`` does: the
 same values, failures and errors at the same times, and the same events in the same order
 (the event ids used up included), whether or not a CPU skips a sleep."""
 
@@ -8,7 +8,8 @@ from collections.abc import Callable, Generator
 
 import simpy
 
-from sim.cpu import Cpu, IrqState, LeanProcess, skip
+from sim.engine.cpu import Cpu, IrqState
+from sim.engine.fastpath import LeanProcess, skip
 
 Trace = list[tuple[float, str, object]]
 Scenario = Callable[[simpy.Environment, Callable, Trace], None]

@@ -21,8 +21,8 @@ import pytest
 import simpy
 from scipy import stats
 
-from sim.cpu import Cpu, IrqState
-from sim.locks import LockStat, SpinLock, no_handoff
+from sim.engine.cpu import Cpu, IrqState
+from sim.engine.locks import LockStat, SpinLock, no_handoff
 
 CONFIDENCE = 0.95
 MAX_RELATIVE_HALF_WIDTH = 0.10

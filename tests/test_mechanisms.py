@@ -7,9 +7,9 @@ from __future__ import annotations
 import pydantic
 import pytest
 
+from sim.config.schema import RunConfig, Variant
 from sim.mm.variants import presets
-from sim.run import Simulation
-from sim.schema import RunConfig, Variant
+from sim.simulation import Simulation
 from tests.test_safety import allocate, at
 from tests.test_trace_scenarios import MACHINE_YAML, WORKLOAD_YAML, C, line
 

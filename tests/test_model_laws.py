@@ -6,11 +6,11 @@ import pytest
 import yaml
 from scipy import stats
 
-from sim.config import catalog_dir
-from sim.machine import lazy_max_pages_formula
+from sim.config.loader import catalog_dir
+from sim.config.schema import RunConfig
 from sim.mm.variants import presets
-from sim.run import Simulation
-from sim.schema import RunConfig
+from sim.mm.vmalloc import lazy_max_pages_formula
+from sim.simulation import Simulation
 
 MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
 FIX_SIZE = yaml.safe_load((catalog_dir("workloads") / "test_vmalloc-fix_size.yaml").read_text())

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import sim.report
-import sim.runner
-import sim.store
 from sim import load_experiment
 from sim.cli import main
-from sim.store import run_path
+from sim.experiment import runner as runner_module
+from sim.results import report as report_module
+from sim.results import store as store_module
+from sim.results.store import run_path
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 SMALL = [TINY, "-q", "--no-report", "-j", "1", "--set", "sweep.cpus=[2]"]  # 8 quick runs
@@ -36,7 +36,7 @@ def disk_fills_after(monkeypatch: pytest.MonkeyPatch, writes: int) -> list[Path]
     """Make every atomic write after the first ``writes`` fail with ENOSPC, as a full disk
     does; returns the paths written."""
     written: list[Path] = []
-    real: Callable[[Path, str], None] = sim.store.write_atomic
+    real: Callable[[Path, str], None] = store_module.write_atomic
 
     def filling(path: Path, text: str) -> None:
         if len(written) >= writes:
@@ -44,8 +44,8 @@ def disk_fills_after(monkeypatch: pytest.MonkeyPatch, writes: int) -> list[Path]
         real(path, text)
         written.append(path)
 
-    monkeypatch.setattr(sim.store, "write_atomic", filling)
-    monkeypatch.setattr(sim.report, "write_atomic", filling)
+    monkeypatch.setattr(store_module, "write_atomic", filling)
+    monkeypatch.setattr(report_module, "write_atomic", filling)
     return written
 
 
@@ -182,8 +182,8 @@ def test_damaged_run_file_is_recomputed_on_resume(reference: Path, tmp_path: Pat
                         "another run's": other.read_bytes()}[damage])
     before = {p.name: p.stat().st_mtime_ns for p in files if p != victim}
     computed: list[str] = []
-    real = sim.runner.run
-    monkeypatch.setattr(sim.runner, "run", lambda spec: computed.append(spec.run_id)
+    real = runner_module.run
+    monkeypatch.setattr(runner_module, "run", lambda spec: computed.append(spec.run_id)
                         or real(spec))
     assert main(["run", *SMALL, "-o", str(tmp_path), "--resume"]) == 0
     assert computed == [victim.stem]

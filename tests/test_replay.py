@@ -1,4 +1,5 @@
-"""Trace replay (workload kind ``trace``, sim/replay.py): the sample trace replays with its exact
+"""Trace replay (workload kind ``trace``, sim/workloads/replay.py): the sample trace replays
+with its exact
 operation counts per CPU; open loop keeps the recorded times when the machine keeps up and
 records lateness when it does not; a free waits for its allocation on another CPU; replays are
 deterministic; relative trace paths resolve against the file that names them; every malformed
@@ -15,13 +16,14 @@ import pytest
 import yaml
 
 from sim.cli import main
-from sim.config import ConfigError, catalog_dir
-from sim.experiment import load_experiment
+from sim.config.loader import ConfigError, catalog_dir
+from sim.config.schema import RunConfig
+from sim.config.trace_csv import load_trace
+from sim.engine.tracer import Tracer
+from sim.experiment.experiment import load_experiment
 from sim.mm.variants import presets
-from sim.replay import load_trace, replay_state, vm_map_ram_modelled
-from sim.run import Simulation
-from sim.schema import RunConfig
-from sim.trace import Tracer
+from sim.simulation import Simulation
+from sim.workloads.replay import replay_state
 
 MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
 SAMPLE = catalog_dir("workloads") / "traces" / "sample.csv"
@@ -29,8 +31,6 @@ CORPUS = Path(__file__).parent / "bad_inputs" / "traces"
 TOOLS = Path(__file__).parent.parent / "tools"
 HEADER = "time_ns,cpu,op,size_bytes,handle\n"
 MODES = ["open_loop", "closed_loop"]
-needs_vm_map_ram = pytest.mark.skipif(not vm_map_ram_modelled(),
-                                      reason="the vm_map_ram model is not there yet")
 
 
 def write_trace(path: Path, records: list[tuple[int, int, str, int, int]]) -> Path:
@@ -49,7 +49,7 @@ def simulate(trace: Path, cpus: int = 4, variant: str = "linux-4.7", duration: f
                                        "duration": duration})
     sim = Simulation(config, (0,))
     tracer = Tracer(0.0, math.inf)
-    tracer.attach(sim)
+    sim.attach(tracer)
     return sim, sim.run(), tracer
 
 
@@ -61,7 +61,6 @@ def ops_of(tracer: Tracer, cpu: int) -> list[tuple[str, float, float]]:
 
 # --- the sample trace ----------------------------------------------------------------------
 
-@needs_vm_map_ram
 @pytest.mark.parametrize("mode", MODES)
 def test_sample_replay_reproduces_its_operation_counts_per_cpu(mode: str) -> None:
     sim, metrics, tracer = simulate(SAMPLE, mode=mode)
@@ -83,7 +82,6 @@ def test_sample_replay_reproduces_its_operation_counts_per_cpu(mode: str) -> Non
     assert sim.metrics.vmalloc.n == sum(ops.get("vmalloc", 0) for ops in expected.values())
 
 
-@needs_vm_map_ram
 def test_the_catalog_workload_replays_the_sample_through_the_cli(tmp_path: Path,
                                                                  monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # the relative trace path resolves against the workload file

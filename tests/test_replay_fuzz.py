@@ -1,4 +1,5 @@
-"""Property tests of the trace parser (sim/replay.py): any valid trace parses with its exact
+"""Property tests of the trace parser (sim/config/trace_csv.py): any valid trace parses with its
+exact
 per-CPU operation counts, and a single corrupted field of any record is refused with that
 record's line number."""
 
@@ -10,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.config import ConfigError
-from sim.replay import load_trace
+from sim.config.loader import ConfigError
+from sim.config.trace_csv import load_trace
 
 HEADER = "time_ns,cpu,op,size_bytes,handle\n"
 

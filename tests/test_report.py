@@ -112,7 +112,7 @@ def test_sampled_keys_give_scatter_plots(tmp_path: Path) -> None:
     """A Latin-hypercube sweep: one panel per sampled key, no line per (meaningless) x grid."""
     from matplotlib.image import imread
 
-    from sim.plots import write_plots
+    from sim.results.plots import write_plots
 
     rows = [{"variant": v, "a": a, "b": b, "metric": "m", "mean": a + b + (v == "new"),
              "ci_low": a + b - 1, "ci_high": a + b + 2, "n": 2}

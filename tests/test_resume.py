@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import sim.runner
 from sim.cli import main
+from sim.experiment import runner as runner_module
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 SLOW = [TINY, "--no-report", "--set", "duration=3ms"]  # 16 runs of a few hundred ms each
@@ -50,13 +50,13 @@ def reference(tmp_path_factory) -> Path:
 def computed(monkeypatch) -> list[str]:
     """Run ids computed in this process (``-j 1``)."""
     calls: list[str] = []
-    real = sim.runner.run
+    real = runner_module.run
 
     def counting(spec):
         calls.append(spec.run_id)
         return real(spec)
 
-    monkeypatch.setattr(sim.runner, "run", counting)
+    monkeypatch.setattr(runner_module, "run", counting)
     return calls
 
 
@@ -114,14 +114,14 @@ def test_resume_with_everything_finished_computes_nothing(tmp_path: Path, comput
 
 
 def test_failed_runs_are_retried_on_resume(tmp_path: Path, monkeypatch, computed) -> None:
-    counting = sim.runner.run
+    counting = runner_module.run
 
     def broken(spec):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(sim.runner, "run", broken)
+    monkeypatch.setattr(runner_module, "run", broken)
     assert main(["run", *SMALL, "-o", str(tmp_path), "-j", "1"]) == 1
-    monkeypatch.setattr(sim.runner, "run", counting)
+    monkeypatch.setattr(runner_module, "run", counting)
     assert main(["run", *SMALL, "-o", str(tmp_path), "-j", "1", "--resume"]) == 0
     assert len(computed) == 8
 

@@ -10,7 +10,7 @@ import pytest
 
 from sim import load_experiment
 from sim.cli import main
-from sim.config import ConfigError
+from sim.config.loader import ConfigError
 
 GOOD = """\
 name: safe

@@ -10,14 +10,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.config import catalog_dir
+from sim.config.loader import catalog_dir
+from sim.config.schema import RunConfig
 from sim.mm.lazy import FullWalk, Llist, SortedTree
 from sim.mm.node_purge import PerNodeLazy
 from sim.mm.purge_lock import NoPurgeLock, RefcountPurgeLock, SpinPurgeLock
+from sim.mm.safety import KINDS
 from sim.mm.variants import presets
-from sim.run import Simulation
-from sim.safety import KINDS
-from sim.schema import RunConfig
+from sim.simulation import Simulation
 
 MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
 FIX_SIZE = yaml.safe_load((catalog_dir("workloads") / "test_vmalloc-fix_size.yaml").read_text())

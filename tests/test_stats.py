@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.paired import paired_rows
-from sim.stats import t_interval
+from sim.results.paired import paired_rows
+from sim.results.stats import t_interval
 
 SAMPLES = [
     [1.0, 2.0, 3.0, 4.0, 5.0],

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
-from sim.config import Origins
-from sim.experiment import load_experiment
-from sim.sweep import parse_sweep
+from sim.config.loader import Origins
+from sim.experiment.experiment import load_experiment
+from sim.experiment.sweep import parse_sweep
 
 GOOD = """\
 name: x

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sim.capacity import Limit, bisect
 from sim.cli import main
-from sim.config import ConfigError
+from sim.config.loader import ConfigError
+from sim.experiment.capacity import Limit, bisect
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 

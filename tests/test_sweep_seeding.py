@@ -3,16 +3,15 @@ variants) and the ``ops`` stop condition."""
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
 import pytest
 
-from sim.experiment import load_experiment
-from sim.run import RunConfig, Simulation, run
-
-RUN_MODULE = importlib.import_module("sim.run")  # ``sim.run`` the attribute is the function
+from sim import simulation
+from sim.config.schema import RunConfig
+from sim.experiment.experiment import load_experiment
+from sim.simulation import Simulation, run
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 SMALL = ["sweep.cpus=[2]", "sweep.workload.background.count=[100, 200]", "replications=2"]
@@ -22,14 +21,14 @@ SMALL = ["sweep.cpus=[2]", "sweep.workload.background.count=[100, 200]", "replic
 def recorded_streams(monkeypatch) -> list[tuple]:
     """Every random stream a run creates: (purpose, key, generator state at creation)."""
     created: list[tuple] = []
-    real = RUN_MODULE.stream
+    real = simulation.stream
 
     def spy(entropy, purpose, *key):
         rng = real(entropy, purpose, *key)
         created.append((purpose, key, repr(rng.bit_generator.state)))
         return rng
 
-    monkeypatch.setattr(RUN_MODULE, "stream", spy)
+    monkeypatch.setattr(simulation, "stream", spy)
     return created
 
 

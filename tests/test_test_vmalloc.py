@@ -1,4 +1,5 @@
-"""The ``test_vmalloc`` workload kind (sim/test_vmalloc.py) against lib/test_vmalloc.c.
+"""The ``test_vmalloc`` workload kind (sim/workloads/lib_test_vmalloc.py) against
+lib/test_vmalloc.c.
 
 The operation stream of each case is checked against the module's definition on a stand-in
 vmalloc layer that records every call and answers at once (so a test of 20,000 draws costs
@@ -21,27 +22,25 @@ import yaml
 from scipy import stats
 
 from sim.cli import main
-from sim.config import catalog_dir
-from sim.cpu import Cpu, IrqState
-from sim.machine import Machine, fls
+from sim.config.lib_test_vmalloc_params import NAMES, TESTS, parse_test_mask, workers_of
+from sim.config.loader import catalog_dir
+from sim.config.schema import MachineProfile, RunConfig, VmallocTestModule
+from sim.engine.cpu import Cpu, IrqState
+from sim.engine.machine import Machine
 from sim.mm.variants import presets
+from sim.mm.vmalloc import fls
 from sim.mm.vmap_area import VmapArea
-from sim.run import Simulation
-from sim.schema import MachineProfile, RunConfig, VmallocTestModule
-from sim.test_vmalloc import (
-    NAMES,
-    TESTS,
+from sim.simulation import Simulation
+from sim.workloads.common import Control
+from sim.workloads.lib_test_vmalloc import (
     ModuleRun,
     PercpuAllocator,
     Worker,
     array_pages,
     module_run,
-    parse_test_mask,
     random_size_align_request,
     shuffle_array,
-    workers_of,
 )
-from sim.workload import Control
 
 DESKTOP = yaml.safe_load((catalog_dir("cpus") / "desktop-8c16t.yaml").read_text())
 KERNEL_SUMMARY = "Summary: %s passed: %d failed: %d repeat: %d loops: %d avg: %llu usec"

@@ -13,9 +13,10 @@ import pytest
 
 import sim
 from sim.cli import main
-from sim.config import ConfigError
-from sim.run import RunSpec, run
-from sim.trace import IRQ_TID, Tracer, parse_window, trace_run
+from sim.config.loader import ConfigError
+from sim.engine.tracer import IRQ_TID, Tracer
+from sim.results.timeline import parse_window, trace_run
+from sim.simulation import RunSpec, run
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 SMALL = ["sweep.cpus=[8]", "sweep.workload.background.count=[2000]", "replications=1",

@@ -17,15 +17,15 @@ import pytest
 import simpy
 import yaml
 
-from sim.cpu import Cpu, IrqState
-from sim.locks import SpinLock
-from sim.machine import Machine
+from sim.config.schema import Background, MachineProfile, RunConfig
+from sim.engine.cpu import Cpu, IrqState
+from sim.engine.locks import SpinLock
+from sim.engine.machine import Machine
 from sim.mm.variants import presets
 from sim.mm.vmalloc import spinlock_handoff
 from sim.mm.vmap_area import VM_LAZY_FREE, VM_LAZY_FREEING, VM_VM_AREA
-from sim.run import Simulation
-from sim.schema import Background, MachineProfile, RunConfig
-from sim.workload import place_background
+from sim.simulation import Simulation
+from sim.workloads.common import place_background
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINE_YAML = yaml.safe_load((ROOT / "cpus" / "xeon-2s-112.yaml").read_text())
@@ -621,7 +621,7 @@ def spinning_target(send: float, flush_pages: int | None) -> tuple[float, float,
 
 def test_spinning_target_still_pays_the_tlb_refill() -> None:
     """CPU 2 takes a full-flush IPI while spinning (handler done long before its grant). The
-    refill 'charged to the target after the ack' (sim/tlb.py) should lengthen its next
+    refill 'charged to the target after the ack' (sim/mm/tlb.py) should lengthen its next
     critical section; Cpu.waited() discards it (the sender, by contrast, pays its own)."""
     grant, release, arrival = spinning_target(SEND_AT, None)
     assert arrival + FULL_HANDLER < grant

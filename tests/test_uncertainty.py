@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import sim
-from sim.uncertainty import sensitivities, win_fractions
+from sim.results.uncertainty import sensitivities, win_fractions
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 

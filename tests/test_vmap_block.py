@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sim.config import catalog_dir
+from sim.config.loader import catalog_dir
 from sim.mm.variants import presets
 from sim.mm.vmap_block import (
     VMAP_BBMAP_BITS,
@@ -18,7 +18,7 @@ from sim.mm.vmap_block import (
     get_order,
     vmap_bbmap_bits,
 )
-from sim.run import Simulation
+from sim.simulation import Simulation
 from tests.test_safety import at, build, counts, variant
 
 C = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())["costs"]
@@ -349,11 +349,11 @@ def test_block_range_reused_before_its_flush_is_reported() -> None:
 
 def test_a_traced_run_records_the_block_ops_and_locks() -> None:
     """Block locks made after the tracer was attached are traced too."""
-    from sim.trace import Tracer
+    from sim.engine.tracer import Tracer
 
     sim = build(OLD)
     tracer = Tracer(0, 1e9)
-    tracer.attach(sim)
+    sim.attach(tracer)
     unmap_ram(sim, 0, map_ram(sim, 0, 2))
     names = {name for _, name, _, _, _, _ in tracer.events}
     assert {"vm_map_ram", "vm_unmap_ram", "vmap_block.lock", "vmap_block_queue.lock",

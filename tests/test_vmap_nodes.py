@@ -9,12 +9,12 @@ import pytest
 import simpy
 import yaml
 
-from sim.config import catalog_dir
-from sim.locks import no_handoff
+from sim.config.loader import catalog_dir
+from sim.config.schema import RunConfig, Variant
+from sim.engine.locks import no_handoff
 from sim.mm.variants import presets
 from sim.mm.vmap_node import VmapNodes
-from sim.run import Simulation
-from sim.schema import RunConfig, Variant
+from sim.simulation import Simulation
 from tests.test_drain_logic import build, vfree
 from tests.test_safety import allocate, at, counts
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .busy_tree import BusyTree, align_up
+from sim.mm.busy_tree import BusyTree, align_up
 
 
 @dataclass

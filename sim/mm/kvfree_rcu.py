@@ -1,6 +1,7 @@
 """``kvfree_rcu()`` batching (kernel/rcu/tree.c, Linux 5.5+) for vmalloc'ed pointers.
 
-Used by lib/test_vmalloc.c's ``kvfree_rcu_*_vmalloc_test`` cases (sim/test_vmalloc.py).
+Used by lib/test_vmalloc.c's ``kvfree_rcu_*_vmalloc_test`` cases
+(sim/workloads/lib_test_vmalloc.py).
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from collections.abc import Generator
 
 import simpy
 
-from ..cpu import Cpu
-from ..units import PAGE_SIZE
-from .vmalloc import VmallocModel
-from .vmap_area import VmapArea
-from .workqueue import Kworker
+from sim.config.units import PAGE_SIZE
+from sim.engine.cpu import Cpu
+from sim.mm.vmalloc import VmallocModel
+from sim.mm.vmap_area import VmapArea
+from sim.mm.workqueue import Kworker
 
 Gen = Generator[simpy.Event, None, None]
 

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from ..cpu import Cpu
-from ..locks import Handoff, SpinLock
-from .vmap_area import VM_LAZY_FREE, VM_LAZY_FREEING, VmapArea
+from sim.engine.cpu import Cpu
+from sim.engine.locks import Handoff, SpinLock
+from sim.mm.vmap_area import VM_LAZY_FREE, VM_LAZY_FREEING, VmapArea
 
 if TYPE_CHECKING:
-    from .vmalloc import VmallocModel
+    from sim.mm.vmalloc import VmallocModel
 
 
 Nodes = list[list[VmapArea]]

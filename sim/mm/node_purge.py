@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from ..cpu import Cpu
-from .lazy import LazyList, Nodes
-from .vmap_area import VmapArea
-from .vmap_node import MAX_VA_SIZE_PAGES, VmapNode, VmapNodes
-from .workqueue import Kworker
+from sim.engine.cpu import Cpu
+from sim.mm.lazy import LazyList, Nodes
+from sim.mm.vmap_area import VmapArea
+from sim.mm.vmap_node import MAX_VA_SIZE_PAGES, VmapNode, VmapNodes
+from sim.mm.workqueue import Kworker
 
 if TYPE_CHECKING:
-    from .vmalloc import VmallocModel
+    from sim.mm.vmalloc import VmallocModel
 
 Gen = Generator[simpy.Event, None, None]
 

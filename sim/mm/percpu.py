@@ -1,6 +1,6 @@
 """The percpu allocator (mm/percpu.c) as far as its chunks live in the vmalloc space.
 
-Used by lib/test_vmalloc.c's ``pcpu_alloc_test`` (sim/test_vmalloc.py).
+Used by lib/test_vmalloc.c's ``pcpu_alloc_test`` (sim/workloads/lib_test_vmalloc.py).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import simpy
 
-from ..cpu import Cpu
-from ..locks import SpinLock
-from ..units import PAGE_SIZE
-from .vmalloc import VmallocModel, spinlock_handoff
-from .vmap_area import VmapArea
-from .workqueue import Kworker, Work
+from sim.config.units import PAGE_SIZE
+from sim.engine.cpu import Cpu
+from sim.engine.locks import SpinLock
+from sim.mm.vmalloc import VmallocModel, spinlock_handoff
+from sim.mm.vmap_area import VmapArea
+from sim.mm.workqueue import Kworker, Work
 
 Gen = Generator[simpy.Event, None, None]
 
@@ -135,4 +135,3 @@ class PercpuAllocator:
         """Wait until no balance work is queued or running."""
         while self.balance_work.process is not None:
             yield self.balance_work.process
-

@@ -19,8 +19,9 @@ from collections.abc import Generator
 
 import simpy
 
-from ..cpu import Cpu
-from ..locks import Handoff, SpinLock
+from sim.engine.cpu import Cpu
+from sim.engine.locks import Handoff, SpinLock
+from sim.engine.machine import Machine
 
 
 class PurgeLock:
@@ -100,3 +101,19 @@ class RefcountPurgeLock(PurgeLock):
         cpu.charge(self.acquire_ns)  # atomic_dec(&purging)
         yield from cpu.settle()
         self.purging -= 1
+
+
+def make_purge_lock(kind: str, env: simpy.Environment, machine: Machine,
+                    spin_handoff: Handoff) -> PurgeLock:
+    """The ``purge_lock`` mechanism of a variant: ``spin`` (the 2.6.28 spinlock), ``mutex``
+    (4.10's ``vmap_purge_lock``), ``refcount`` or ``none`` (proposals from the 2016 review)."""
+    c = machine.costs
+    if kind == "spin":
+        return SpinPurgeLock(env, "purge_lock", spin_handoff, c.lock_acquire_ns)
+    if kind == "mutex":
+        def wake(previous: Cpu, following: Cpu, cores: int) -> float:
+            return c.mutex_wake_ns
+        return SpinPurgeLock(env, "vmap_purge_lock", wake, c.lock_acquire_ns)
+    if kind == "refcount":
+        return RefcountPurgeLock(c.atomic_ns)
+    return NoPurgeLock()

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from ..config import Origins, did_you_mean
-from ..schema import Variant
+from sim.config.loader import Origins, did_you_mean
+from sim.config.schema import Variant
 
 
 @cache

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from ..cpu import Cpu
-from .vmap_area import VmapArea
-from .workqueue import Kworker, Work
+from sim.engine.cpu import Cpu
+from sim.mm.vmap_area import VmapArea
+from sim.mm.workqueue import Kworker, Work
 
 if TYPE_CHECKING:
-    from .vmalloc import VmallocModel
+    from sim.mm.vmalloc import VmallocModel
 
 
 class VfreeDeferred:

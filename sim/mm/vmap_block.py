@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING
 
 import simpy
 
-from ..cpu import Cpu
-from ..locks import LockStat, SpinLock
-from .vmap_area import VmapArea
+from sim.engine.cpu import Cpu
+from sim.engine.locks import LockStat, SpinLock
+from sim.mm.vmap_area import VmapArea
 
 if TYPE_CHECKING:
-    from .vmalloc import VmallocModel
+    from sim.mm.vmalloc import VmallocModel
 
 Gen = Generator[simpy.Event, None, None]
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import simpy
 
-from ..locks import Handoff, LockStat, SpinLock
+from sim.engine.locks import Handoff, LockStat, SpinLock
 
 VMAP_ZONE_PAGES = 16
 """``vmap_zone_size`` in pages: the address span mapped to one node before the next."""

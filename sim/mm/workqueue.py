@@ -29,7 +29,7 @@ from collections.abc import Callable, Generator
 import numpy as np
 import simpy
 
-from ..cpu import Cpu, IrqState
+from sim.engine.cpu import Cpu, IrqState
 
 Gen = Generator[simpy.Event, None, None]
 

@@ -1,0 +1,246 @@
+"""Simulated CPUs: costed execution, time stolen by interrupt handlers, and lock waits.
+
+A CPU accumulates the cost of consecutive steps that touch no shared state (``charge``) and
+turns them into one SimPy timeout when it next needs the clock to be right (``settle``), for
+instance before taking a lock. Interrupt handlers (TLB-flush IPIs) run on a CPU from the moment
+they arrive, whatever it is doing: they pause the current step, so a lock holder that takes an
+IPI holds the lock longer. Handlers on one CPU run one after another. While a CPU spins on a lock
+or waits for IPI acknowledgements, handler time overlaps the wait; only a handler still running
+when the wait ends delays the CPU, and work a handler leaves behind (a TLB refill) is always paid,
+once for a run of handlers with none of the CPU's own work between them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator
+from itertools import repeat
+from typing import TYPE_CHECKING
+
+import numpy as np
+import simpy
+
+from sim.engine.fastpath import consume, skip, sleep
+from sim.engine.locks import SpinLock
+
+if TYPE_CHECKING:
+    from sim.engine.tracer import Tracer
+
+
+class IrqState:
+    """Per-CPU interrupt handlers: when each CPU's queued handlers finish, and what they run.
+
+    Memory stays bounded however long a CPU waits: every ``fold_every`` delivered handlers,
+    the handlers that have already ended on CPUs that are *waiting* (spinning on a lock or for
+    IPI acknowledgements) are consumed at once, exactly as :meth:`Cpu.waited` would consume
+    them when the wait ends (the work they leave behind becomes the CPU's charged work),
+    instead of piling up for the whole wait.
+    """
+
+    def __init__(self, ncpus: int) -> None:
+        self.busy_until = np.zeros(ncpus)
+        """Time at which the handlers queued on each CPU finish (vectorised fan-out)."""
+        self.handlers: list[deque[tuple[float, float, float]]] = [deque() for _ in range(ncpus)]
+        """Per CPU, in time order: (start, end, work left behind) of each handler."""
+        self.tracer: Tracer | None = None
+        """Records every handler on its target; None: off."""
+        self.env: simpy.Environment | None = None
+        """The clock of the CPUs (bound by :class:`Cpu`); None: handlers are never folded."""
+        self.waiting: dict[int, Cpu] = {}
+        """CPUs now waiting (lock spin, ack wait), by id: their ended handlers can be folded."""
+        self.fold_every = 16 * ncpus
+        self._delivered = 0
+        self._queues: dict[bytes, list[deque[tuple[float, float, float]]]] = {}
+
+    def queues(self, targets: np.ndarray) -> list[deque[tuple[float, float, float]]]:
+        """The handler queues of ``targets``, in their order (cached per target set)."""
+        key = targets.tobytes()
+        queues = self._queues.get(key)
+        if queues is None:
+            queues = self._queues[key] = [self.handlers[cpu] for cpu in targets.tolist()]
+        return queues
+
+    def deliver(self, targets: np.ndarray, arrivals: np.ndarray, handler_ns: float,
+                leftover_ns: float = 0.0, name: str = "irq") -> np.ndarray:
+        """Run a handler of ``handler_ns`` on each target from its arrival; return ack times.
+
+        Handlers on one CPU run one after another. ``leftover_ns`` is work the handler leaves
+        the CPU without delaying the ack (refilling the TLB after a full flush). ``name``
+        names the handler in a trace.
+        """
+        start = np.maximum(arrivals, self.busy_until[targets])
+        done = start + handler_ns
+        self.busy_until[targets] = done
+        # one C-level pass: queue[k].append((start[k], done[k], leftover_ns)) for every target
+        consume(map(deque.append, self.queues(targets),
+                      zip(start.tolist(), done.tolist(), repeat(leftover_ns))))
+        if self.tracer is not None:
+            self.tracer.handlers(name, targets, start, done)
+        self._delivered += len(targets)
+        if self._delivered >= self.fold_every:
+            self.fold()
+        return done
+
+    def fold(self) -> None:
+        """Consume the ended handlers of every waiting CPU (what its :meth:`Cpu.waited` will
+        do when the wait ends): a waiting CPU's charged work is zero until then, so keeping
+        the largest leftover now gives the very same debt."""
+        self._delivered = 0
+        if self.env is None:
+            return
+        now = self.env.now
+        for cpu in self.waiting.values():
+            handlers = cpu.handlers
+            while handlers and handlers[0][1] <= now:
+                leftover = handlers.popleft()[2]
+                if leftover > cpu.pending:
+                    cpu.pending = leftover
+
+
+def finish_time(handlers: deque[tuple[float, float, float]], now: float, work: float) -> float:
+    """When ``work`` ns of a CPU's own work started at ``now`` ends, given its handlers.
+
+    Consumes the handlers that run before that end: a handler already running delays the start;
+    one arriving meanwhile pauses the work. Work a handler leaves behind (the TLB refill after
+    a full flush) is owed once per stretch of handlers with none of the CPU's own work between
+    them: a second flush of a TLB the CPU has not used since the first leaves nothing more to
+    refill.
+    """
+    unpaid = 0.0
+    while handlers:
+        s, e, leftover = handlers[0]
+        if e <= now:  # ran while this CPU waited: only the work it left behind remains
+            ran = 0.0
+        elif s >= now + work:  # starts after the work is done
+            break
+        else:
+            ran = max(0.0, s - now)  # work done before the handler started
+            work -= ran
+            now = e
+        if ran > 0.0:
+            unpaid = 0.0
+        if leftover > unpaid:
+            work += leftover - unpaid
+            unpaid = leftover
+        handlers.popleft()
+    return now + work
+
+
+class Cpu:
+    """One online CPU executing kernel code paths on behalf of a workload."""
+
+    __slots__ = ("env", "id", "socket", "irq", "handlers", "pending", "preempt_count")
+
+    def __init__(self, env: simpy.Environment, cpu_id: int, socket: int, irq: IrqState) -> None:
+        self.env = env
+        self.id = cpu_id
+        self.socket = socket
+        self.irq = irq
+        irq.env = env
+        self.handlers = irq.handlers[cpu_id]
+        self.pending = 0.0
+        self.preempt_count = 0
+        """Non-zero while the CPU holds or spins on a spinlock or waits for IPI acks: an
+        interrupt then returns to the same task (no preemption)."""
+
+    def __repr__(self) -> str:
+        return f"CPU{self.id}"
+
+    def charge(self, ns: float) -> None:
+        """Add the cost of a step that touches no shared state."""
+        self.pending += ns
+
+    def settle(self) -> Generator[simpy.Event, None, None]:
+        """Advance the clock over the charged work and the handlers that interrupt it.
+
+        Handlers may be queued while the CPU sleeps through its step; on waking it checks for
+        any that arrived before the step's end and redoes the work they displaced.
+        """
+        env = self.env
+        end = self._step_end()
+        while end is not None:
+            if end > env._now and not skip(env, end - env._now):
+                yield sleep(env, end - env._now)
+            end = self._redo_end(end)
+
+    def _step_end(self) -> float:
+        """Start settling: take the charged work; when it ends, given the queued handlers
+        (every settling primitive starts here, so a :class:`Kworker` steals its work here)."""
+        work, self.pending = self.pending, 0.0
+        now = self.env._now
+        handlers = self.handlers
+        return finish_time(handlers, now, work) if handlers else now + work
+
+    def _redo_end(self, end: float) -> float | None:
+        """At ``end``: None if no handler arrived during the step; otherwise the step's new
+        end (the work after the handler's arrival was not done)."""
+        handlers = self.handlers
+        if not handlers or handlers[0][0] >= end:
+            return None
+        now = handlers[0][0]
+        return finish_time(handlers, now, end - now)
+
+    def waited(self) -> None:
+        """After a wait (lock spin, ack wait): handlers that ran during it cost nothing but the
+        work they left behind, owed once however many ran (a spin does not refill the TLB
+        between two flushes); one still running delays the next step."""
+        handlers = self.handlers
+        now = self.env._now
+        while handlers and handlers[0][1] <= now:
+            leftover = handlers.popleft()[2]
+            if leftover > self.pending:
+                self.pending = leftover
+
+    def _wait(self, event: simpy.Event) -> Generator[simpy.Event, None, None]:
+        """Wait for ``event``, the CPU's charged work being zero (settled): meanwhile its
+        ended handlers may be folded (:meth:`IrqState.fold`)."""
+        waiting = self.irq.waiting
+        waiting[self.id] = self
+        yield event
+        del waiting[self.id]
+        self.waited()
+
+    def wait_until(self, t: float) -> Generator[simpy.Event, None, None]:
+        """Spin until absolute time ``t`` (handlers overlap the spin)."""
+        yield from self.settle()
+        env = self.env
+        if t > env._now:
+            yield from self._wait(sleep(env, t - env._now))
+
+    def spin_lock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
+        """``spin_lock(lock)``: settle the clock, then take the lock or spin for it."""
+        env = self.env  # settle(), written out: one generator level less per resume
+        end = self._step_end()
+        while end is not None:
+            if end > env._now and not skip(env, end - env._now):
+                yield sleep(env, end - env._now)
+            end = self._redo_end(end)
+        self.preempt_count += 1
+        wait = lock.acquire(self)
+        if wait is not None:
+            yield from self._wait(wait)
+
+    def spin_unlock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
+        """``spin_unlock(lock)`` at the end of the charged critical section."""
+        env = self.env  # settle(), written out: one generator level less per resume
+        end = self._step_end()
+        while end is not None:
+            if end > env._now and not skip(env, end - env._now):
+                yield sleep(env, end - env._now)
+            end = self._redo_end(end)
+        lock.release(self)
+        self.preempt_count -= 1
+
+    def spin_trylock(self, lock: SpinLock) -> Generator[simpy.Event, None, bool]:
+        """``spin_trylock(lock)`` at the current time; True if taken."""
+        yield from self.settle()
+        taken = lock.trylock(self)
+        self.preempt_count += taken
+        return taken
+
+    def forget_idle_handlers(self) -> None:
+        """The CPU was idle: handlers that ran meanwhile leave no work for its next task."""
+        handlers = self.handlers
+        now = self.env._now
+        while handlers and handlers[0][1] <= now:
+            handlers.popleft()

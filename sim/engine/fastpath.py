@@ -1,0 +1,118 @@
+"""Every use of SimPy internals, in one place, each marked with why.
+
+The engine schedules events without the layers of calls SimPy's public API adds: a timeout
+queued directly (:func:`sleep`), the CPUs' processes resumed through a short path
+(:class:`LeanProcess`), a sleep that would be the very next event skipped (:func:`skip`). Each
+keeps SimPy's semantics exactly (same times, priorities and event ids, so the same order of
+events); the code it stands for is named in a ``NOTE: inlined from ...`` comment, as SimPy
+marks its own inlining. SimPy 4.1 (``simpy>=4.1.2,<5`` in pyproject.toml): the internals are
+``Environment._now``, ``_queue``, ``_eid``, ``_active_proc`` and ``Event._ok``/``_value``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from heapq import heappush
+
+import simpy
+from simpy.events import NORMAL, ProcessGenerator, Timeout, _describe_frame
+
+consume = deque(maxlen=0).extend
+"""Exhausts an iterator in C (the side effects of a ``map`` are the point)."""
+
+_new = object.__new__
+
+
+def sleep(env: simpy.Environment, delay: float) -> Timeout:
+    """``env.timeout(delay)`` for a positive ``delay``, without its layers of calls: the same
+    :class:`simpy.Timeout`, scheduled as ``Environment.schedule`` does (same time, priority
+    and event id, so events keep their order)."""
+    event = _new(Timeout)
+    event.env = env
+    event.callbacks = []
+    event._value = None
+    event._delay = delay
+    event._ok = True
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
+    return event
+
+
+class LeanProcess(simpy.Process):
+    """A :class:`simpy.Process` for the CPUs' workloads, whose resumption takes a short path
+    in the common case: the event succeeded and the generator yields an event not yet
+    processed. Every other case takes SimPy's own steps, so the process schedules the same
+    events at the same moments. While it runs as the last callback of the event processed,
+    a CPU may :func:`skip` a sleep instead of a round trip through the event queue."""
+
+    def __init__(self, env: simpy.Environment, generator: ProcessGenerator) -> None:
+        super().__init__(env, generator)
+        self._send = generator.send
+        self._resume_callback = self._resume
+        """One bound method, appended to every awaited event (equal to ``self._resume``, so
+        ``Process.interrupt`` still finds it)."""
+        self._awaited: list | tuple = ()
+        """The callbacks of the event awaited, if this process registered there itself."""
+        self.last = False
+        """While the process runs: it is the last callback of the event being processed, so
+        nothing else runs before the next event (:func:`skip`)."""
+
+    def _resume(self, event: simpy.Event) -> None:
+        awaited, self._awaited = self._awaited, ()
+        self.last = bool(awaited) and awaited[-1] is self._resume_callback
+        if not event._ok:  # the failure is thrown into the generator
+            super()._resume(event)
+            return
+        env = self.env
+        env._active_proc = self
+        try:
+            event = self._send(event._value)
+        except StopIteration as stop:
+            self._end(True, stop.args[0] if stop.args else None)
+            return
+        except BaseException as error:
+            error.__traceback__ = error.__traceback__.tb_next  # as SimPy: not this frame
+            self._end(False, error)
+            return
+        try:
+            callbacks = event.callbacks
+        except AttributeError:
+            if hasattr(event, "callbacks"):
+                raise
+            raise self._invalid_yield(event) from None
+        if callbacks is None:  # already processed: SimPy resumes with it at once
+            super()._resume(event)
+            return
+        callbacks.append(self._resume_callback)
+        self._awaited = callbacks
+        self._target = event
+        env._active_proc = None
+
+    def _end(self, ok: bool, value: object) -> None:
+        """The generator returned (``ok``) or raised: the process is triggered with that."""
+        self._ok = ok
+        self._value = value
+        self.env.schedule(self)
+        self._target = None
+        self.env._active_proc = None
+
+    def _invalid_yield(self, value: object) -> RuntimeError:
+        """SimPy's error for a generator that yields something other than an event."""
+        frame = _describe_frame(self._generator.gi_frame)
+        return RuntimeError(f'\n{frame}Invalid yield value "{value}"')
+
+
+def skip(env: simpy.Environment, delay: float) -> bool:
+    """Advance the clock by ``delay`` at once, if ``sleep(env, delay)`` would be the next event
+    processed and would resume only the running :class:`LeanProcess`: ``Environment.step``
+    would make it go on at the same time, with nothing run in between. Its event id is used
+    up, so later events keep theirs. False: nothing done, sleep."""
+    process = env._active_proc
+    if type(process) is not LeanProcess or not process.last:
+        return False
+    at = env._now + delay
+    queue = env._queue
+    if queue and queue[0][0] <= at:  # an event due by then (at ``at``: an earlier id) first
+        return False
+    next(env._eid)
+    env._now = at
+    return True

@@ -1,0 +1,139 @@
+"""Kernel spinlocks: FIFO handoff with the cost of the lock kind, ``spin_trylock``, lock_stat.
+
+Modelled on x86 spinlocks as of Linux 4.2+ (queued spinlocks, kernel/locking/qspinlock.c) and
+on the ticket locks they replaced. Both hand the lock to waiters in arrival order. What differs
+is the handoff: a qspinlock waiter spins on its own MCS node, so a release costs one cache-line
+transfer to the successor whatever the queue length; with a ticket lock every waiter re-reads
+the lock word on each release, so the handoff grows with the number of cores holding or waiting
+(Boyd-Wickizer et al., "Non-scalable locks are dangerous", 2012: service time s + c*k/2).
+
+An uncontended acquire schedules no event: the caller continues at once. A contended acquire
+returns an event that fires when the lock is handed over; the releaser schedules it after the
+handoff delay.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from heapq import heappush
+from typing import TYPE_CHECKING, Any
+
+import simpy
+from simpy.events import NORMAL, Event
+
+if TYPE_CHECKING:
+    from sim.engine.tracer import Tracer
+
+Handoff = Callable[[Any, Any, int], float]
+"""handoff(previous_holder, next_holder, cores_holding_or_waiting) -> ns."""
+
+
+_new = object.__new__
+
+
+def no_handoff(previous: Any, following: Any, cores: int) -> float:
+    """A handoff that costs nothing (for queueing-theory checks)."""
+    return 0.0
+
+
+@dataclass
+class LockStat:
+    """The counters of /proc/lock_stat for one lock class (times in ns)."""
+
+    acquisitions: int = 0
+    contentions: int = 0
+    wait_total: float = 0.0
+    wait_max: float = 0.0
+    hold_total: float = 0.0
+    hold_max: float = 0.0
+
+    def record_wait(self, waited: float) -> None:
+        self.contentions += 1
+        self.wait_total += waited
+        if waited > self.wait_max:
+            self.wait_max = waited
+
+    def record_hold(self, held: float) -> None:
+        self.hold_total += held
+        if held > self.hold_max:
+            self.hold_max = held
+
+
+class SpinLock:
+    """A FIFO spinlock. ``who`` is any hashable holder identity (a simulated CPU)."""
+
+    __slots__ = ("env", "name", "handoff", "holder", "granted_at", "waiters", "stat", "tracer")
+
+    def __init__(self, env: simpy.Environment, name: str, handoff: Handoff = no_handoff) -> None:
+        self.env = env
+        self.name = name
+        self.handoff = handoff
+        self.holder: Any = None
+        self.granted_at = 0.0
+        self.waiters: deque[tuple[Any, Event, float]] = deque()
+        self.stat = LockStat()
+        self.tracer: Tracer | None = None
+        """Records holds and contended waits (the holders are then CPUs); None: off."""
+
+    def acquire(self, who: Any) -> Event | None:
+        """``spin_lock()``: ``None`` if taken at once, else an event fired on handover."""
+        self.stat.acquisitions += 1
+        if self.holder is None:
+            self.holder = who
+            self.granted_at = self.env._now  # env.now without the property call
+            return None
+        event = _new(Event)  # Event(env), inlined
+        event.env = env = self.env
+        event.callbacks = []
+        self.waiters.append((who, event, env._now))
+        return event
+
+    def trylock(self, who: Any) -> bool:
+        """``spin_trylock()``: take the lock only if nobody holds or is being handed it."""
+        if self.holder is not None:
+            return False
+        self.stat.acquisitions += 1
+        self.holder = who
+        self.granted_at = self.env._now
+        return True
+
+    def release(self, who: Any) -> None:
+        """``spin_unlock()``: hand the lock to the longest waiter after the handoff delay."""
+        if self.holder is not who:
+            raise RuntimeError(f"{self.name}: released by {who!r}, held by {self.holder!r}")
+        env = self.env
+        now = env._now
+        stat = self.stat
+        held = now - self.granted_at  # stat.record_hold(held), inlined: the hottest path
+        stat.hold_total += held
+        if held > stat.hold_max:
+            stat.hold_max = held
+        tracer = self.tracer
+        if tracer is not None:
+            tracer.lock_hold(who.id, self.name, self.granted_at, now)
+        if not self.waiters:
+            self.holder = None
+            return
+        following, event, arrived = self.waiters.popleft()
+        delay = self.handoff(who, following, len(self.waiters) + 2)
+        self.holder = following
+        granted = self.granted_at = now + delay
+        waited = granted - arrived  # stat.record_wait(waited), inlined
+        stat.contentions += 1
+        stat.wait_total += waited
+        if waited > stat.wait_max:
+            stat.wait_max = waited
+        if tracer is not None:
+            tracer.lock_wait(following.id, self.name, arrived, self.granted_at)
+        # Event.succeed() with a delay: what simpy.Timeout does internally (and
+        # env.schedule(event, NORMAL, delay), inlined)
+        event._ok = True
+        event._value = None
+        heappush(env._queue, (now + delay, NORMAL, next(env._eid), event))
+
+    def reset_stat(self) -> None:
+        """Start a fresh lock_stat window (end of warm-up), in place: locks of one lock class
+        share their LockStat."""
+        vars(self.stat).update(vars(LockStat()))

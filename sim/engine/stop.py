@@ -1,0 +1,35 @@
+"""Stop conditions of a run beyond simulated time: a count of completed operations.
+
+With ``ops: N`` the measured window ends at the simulated instant at which its ``N``-th
+operation (vmalloc, vfree or set_memory_*()) completes; ``duration`` still caps the window.
+The end is a SimPy event, so a run stops at the same event, bit for bit, in any process.
+"""
+
+from __future__ import annotations
+
+import simpy
+
+from sim.engine.metrics import Metrics
+
+
+class OpsLimitedMetrics(Metrics):
+    """:class:`Metrics` whose operation counter succeeds :attr:`done` when the measured window
+    (the time after ``warmup``) reaches ``limit`` operations."""
+
+    def __init__(self, env: simpy.Environment, limit: int, warmup: float) -> None:
+        self.done = env.event()
+        self.limit = limit
+        self.warmup = warmup
+        self._ops = 0
+        super().__init__()
+
+    @property
+    def ops(self) -> int:
+        return self._ops
+
+    @ops.setter
+    def ops(self, value: int) -> None:
+        self._ops = value
+        # window_start reaches warmup when the warm-up ends (Metrics.reset)
+        if value == self.limit and self.window_start >= self.warmup and not self.done.triggered:
+            self.done.succeed()

@@ -1,0 +1,255 @@
+"""Experiments: load, resolve catalog names, apply ``--set`` overrides, expand to run specs.
+
+An experiment names a machine, a workload and variants, and sweeps any dotted key of the run
+configuration (``cpus``, ``lazy_max_pages``, ``workload.background.count``,
+``machine.costs.ipi_handler_ns``, ...), alone or in zipped groups (:mod:`sim.sweep`). Every
+point of the sweep runs every variant for ``replications`` replications. Replication ``r`` of a
+point uses the same random streams for every variant (common random numbers), so variant
+comparisons are paired; the streams come from ``SeedSequence((seed, hash(point), r))``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sim.config.loader import (
+    ConfigError,
+    Document,
+    Origins,
+    catalog_names,
+    did_you_mean,
+    dotted,
+    load_reference,
+    load_yaml,
+    parse_override,
+    resolve_reference,
+    set_dotted,
+)
+from sim.config.schema import ExperimentFile, RunConfig, Variant
+from sim.config.trace_csv import anchor as anchor_trace
+from sim.experiment.sweep import Sweep, parse_sweep, set_factor, unsweep
+from sim.experiment.validation import config_error
+from sim.mm.variants import resolve_variant
+from sim.simulation import RunSpec
+
+RUN_KEYS = ("cpus", "lazy_max_pages", "duration", "warmup", "ops")
+"""Top-level experiment keys that are part of each run's configuration."""
+SWEEP_ROOTS = RUN_KEYS + ("machine", "workload")
+
+
+@dataclass
+class Experiment:
+    """A validated experiment, ready to expand into run specs."""
+
+    name: str
+    description: str
+    file: str
+    base: dict[str, Any]
+    variants: list[dict[str, Any]]
+    sweep: Sweep
+    replications: int
+    seed: int
+    origins: Origins
+    baseline: str | None = None
+    rank: tuple[str, str] = ("ops_per_sec", "max")
+    """(metric, goal) on which an uncertainty sweep ranks the variants."""
+
+    @property
+    def swept_keys(self) -> list[str]:
+        return self.sweep.keys
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v["name"] for v in self.variants]
+
+    def points(self) -> list[dict[str, Any]]:
+        """The sweep's points (Cartesian product of its factors), in file order."""
+        return self.sweep.points()
+
+    def specs(self) -> list[RunSpec]:
+        """Every run: points x variants x replications, each validated."""
+        out = []
+        for point in self.points():
+            point_key = _stable_hash(point)
+            for variant in self.variants:
+                config = self.resolve_point(point, variant)
+                for rep in range(self.replications):
+                    out.append(RunSpec(self.name, config, point, rep, self.seed,
+                                       (self.seed, point_key, rep)))
+        return out
+
+    def resolve_point(self, point: dict[str, Any], variant: dict[str, Any]) -> dict[str, Any]:
+        """The validated run configuration of one point and variant, as plain data."""
+        data = copy.deepcopy(self.base)
+        data["variant"] = variant
+        for key, value in point.items():
+            try:
+                set_dotted(data, key, value, self.origins)
+            except ConfigError as exc:  # the swept key is at fault: point at its sweep entry
+                raise self.origins.error(exc.message, self.sweep.key_path(key)) from None
+        anchor_trace(data["workload"], self._trace_origin(point))
+        if data.get("cpus") is None:
+            data["cpus"] = data["machine"].get("cpus") if isinstance(data["machine"], dict) \
+                else None
+        try:
+            model = RunConfig.model_validate(data)
+        except ValidationError as exc:
+            raise config_error(exc, data, RunConfig, self.origins, point, self.sweep) from None
+        config = model.model_dump(mode="json")
+        self._check_finite(config, (), point)
+        return config
+
+    def _trace_origin(self, point: dict[str, Any]) -> str:
+        """The file (or ``--set``) that named the workload's trace: relative trace paths
+        resolve against its directory."""
+        key = "workload.trace"
+        path = self.sweep.key_path(key) if key in point else ("workload", "trace")
+        return self.origins.locate(path)[0]
+
+    def _check_finite(self, node: Any, path: tuple, point: dict[str, Any]) -> None:
+        """Refuse an infinite or NaN number anywhere in a run configuration (``.inf`` is valid
+        YAML, and a cost or rate of infinity would stall a run)."""
+        if isinstance(node, dict):
+            for key, value in node.items():
+                self._check_finite(value, path + (key,), point)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                self._check_finite(value, path + (i,), point)
+        elif isinstance(node, float) and not math.isfinite(node):
+            key = dotted(path)
+            where = self.sweep.value_path(key, point[key]) if key in point else path
+            raise self.origins.error(f"expected a finite number, found {node}", where)
+
+
+def _stable_hash(point: dict[str, Any]) -> int:
+    text = json.dumps(point, sort_keys=True, separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def find_experiment(name: str) -> Path:
+    """A path to an experiment file, or the built-in experiment of that name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    found = resolve_reference("experiments", name, None)
+    if found is not None:
+        return found
+    known = catalog_names("experiments")
+    raise ConfigError(f"no such file or built-in experiment{did_you_mean(name, known)} "
+                      f"(built-in: {', '.join(known)})", name)
+
+
+def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
+    """Load, resolve and validate an experiment file; apply ``key=value`` overrides."""
+    file = find_experiment(str(path))
+    doc = load_yaml(file)
+    origins = Origins(default_file=doc.file)
+    origins.add((), doc.file, doc.lines)
+    parsed = [parse_override(text) for text in overrides]
+    # machine.* and workload.* overrides wait until catalog names are resolved
+    late = [(k, v) for k, v in parsed if k.split(".")[0] in ("machine", "workload") and "." in k]
+    _apply_overrides(doc.data, [kv for kv in parsed if kv not in late], origins)
+    try:
+        top = ExperimentFile.model_validate(doc.data)
+    except ValidationError as exc:
+        raise config_error(exc, doc.data, ExperimentFile, origins) from None
+    _check_name(top.name, origins)
+    base = _resolve_base(top, doc, origins)
+    raw_sweep = copy.deepcopy(top.sweep)
+    _apply_overrides(base, late, origins, raw_sweep)
+    sweep = parse_sweep(raw_sweep, origins, top.seed)
+    _check_sweep_keys(sweep, origins)
+    variants = [_variant(entry, origins, ("variants", i)) for i, entry in enumerate(top.variants)]
+    names = [v["name"] for v in variants]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise origins.error(f"variant names must be unique; repeated: {repeated}",
+                            ("variants",))
+    if top.baseline is not None and top.baseline not in names:
+        raise origins.error(f"unknown variant '{top.baseline}'{did_you_mean(top.baseline, names)}"
+                            f" (variants: {', '.join(names)})", ("baseline",))
+    experiment = Experiment(top.name, top.description, doc.file, base, variants, sweep,
+                            top.replications, top.seed, origins, top.baseline,
+                            (top.rank.metric, top.rank.goal))
+    for point in experiment.points():
+        experiment.resolve_point(point, variants[0])
+    return experiment
+
+
+def _check_name(name: str, origins: Origins) -> None:
+    """The name is the default output directory (``results/<name>``): one plain path part."""
+    if not name.strip() or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise origins.error("expected a name usable as a directory name (no '/', no leading "
+                            f"'.'), found {name!r}", ("name",))
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]], origins: Origins,
+                     sweep: dict[str, Any] | None = None) -> None:
+    """Set each dotted key; ``sweep.<key>`` sets a sweep (``sweep.zip`` the zipped groups), a
+    pinned key leaves the sweep (zipped groups included)."""
+    if sweep is None and any(k.startswith("sweep.") for k, _ in overrides):
+        data.setdefault("sweep", {})
+        sweep = data["sweep"] if isinstance(data["sweep"], dict) else None
+    elif sweep is None and isinstance(data.get("sweep"), dict):
+        sweep = data["sweep"]
+    for key, value in overrides:
+        _mark_override(origins, key)
+        if key.startswith("sweep.") and sweep is not None:
+            set_factor(sweep, key.removeprefix("sweep."), value)  # swept keys keep their dots
+            continue
+        set_dotted(data, key, value, origins)
+        if sweep is not None:
+            unsweep(sweep, key)
+
+
+def _mark_override(origins: Origins, key: str) -> None:
+    """Errors in a value set by ``--set key`` point at the override, not at the file lines
+    of the value it replaced (nor at the file for a mapping the override creates)."""
+    path = ("sweep", key.removeprefix("sweep.")) if key.startswith("sweep.") \
+        else tuple(key.split("."))
+    for known in [p for p in origins.entries if p[:len(path)] == path]:
+        del origins.entries[known]
+    for n in range(1, len(path)):
+        origins.entries.setdefault(path[:n], ("--set " + key, None))
+    origins.entries[path] = ("--set " + key, None)
+
+
+def _resolve_base(top: ExperimentFile, doc: Document, origins: Origins) -> dict[str, Any]:
+    """Machine and workload as mappings (catalog names loaded), plus the run keys."""
+    base: dict[str, Any] = {}
+    for key, kind in (("machine", "cpus"), ("workload", "workloads")):
+        ref = getattr(top, key)
+        if isinstance(ref, str):
+            ref_doc = load_reference(kind, ref, Path(doc.file), origins, (key,))
+            origins.add((key,), ref_doc.file, ref_doc.lines)
+            base[key] = ref_doc.data
+        else:
+            base[key] = copy.deepcopy(ref)
+    for key in RUN_KEYS:
+        base[key] = getattr(top, key)
+    return base
+
+
+def _check_sweep_keys(sweep: Sweep, origins: Origins) -> None:
+    for key in sweep.keys:
+        root = key.split(".")[0]
+        if root not in SWEEP_ROOTS or (root in ("machine", "workload") and "." not in key):
+            raise origins.error(f"cannot sweep '{key}'{did_you_mean(root, list(SWEEP_ROOTS))}; "
+                                f"sweepable: {', '.join(RUN_KEYS)}, machine.<key>, "
+                                "workload.<key>", sweep.key_path(key))
+
+
+def _variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]:
+    data = resolve_variant(entry, origins, path)
+    try:
+        return Variant.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        raise config_error(exc, data, Variant, origins, prefix=path) from None

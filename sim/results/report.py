@@ -1,0 +1,290 @@
+"""Readable tables of an experiment's summary rows, and the report of an output directory.
+
+:func:`format_table` is the terminal table. :func:`write_report` turns the results of a
+directory into every derived file: ``summary.csv``, ``paired.csv`` (with a baseline),
+``lock_stat.txt``, the plots (:mod:`sim.plots`) and ``report.md``, which embeds the plots
+beside the tables. ``vmapsim run`` calls it at the end, ``vmapsim report DIR`` on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.config.units import format_ns
+from sim.results import plots as plotting
+from sim.results.lib_test_vmalloc_log import write_log as write_test_vmalloc_log
+from sim.results.paired import paired_rows
+from sim.results.store import (
+    Manifest,
+    read_manifest,
+    read_run,
+    summary_rows,
+    write_atomic,
+    write_csv,
+    write_lock_stat,
+    write_paired,
+    write_summary,
+)
+from sim.results.uncertainty import sensitivities, win_fractions
+
+TABLE_METRICS = [
+    ("ops_per_sec", "ops/s", "rate"),
+    ("vmalloc_p99_ns", "vmalloc p99", "ns"),
+    ("set_memory_p99_ns", "set_memory p99", "ns"),
+    ("purge_mean_ns", "purge mean", "ns"),
+    ("purges", "purges", "count"),
+    ("vmap_area_lock_wait_ns", "vmap_area_lock wait", "ns"),
+    ("alloc_failures", "alloc fails", "count"),
+    ("safety_violations", "violations", "count"),
+]
+
+
+def _cell(mean: float, low: float, high: float, unit: str) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if unit == "ns":
+        text = format_ns(mean)
+    elif unit == "rate":
+        text = f"{mean / 1e3:.1f}k" if mean >= 1e3 else f"{mean:.0f}"
+    else:
+        text = f"{mean:.0f}" if mean >= 10 else f"{mean:.1f}"
+    if unit == "rate" and low == low and mean:
+        text += f" ±{(high - low) / 2 / mean * 100:.0f}%"
+    return text
+
+
+def format_table(rows: list[dict[str, Any]], swept: list[str],
+                 metrics: list[tuple[str, str, str]] = TABLE_METRICS) -> str:
+    """One line per (variant, point): the headline metrics, mean over replications."""
+    by_group: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        key = (row["variant"], *(row.get(k) for k in swept))
+        by_group.setdefault(key, {})[row["metric"]] = row
+    header = ["variant", *(k.split(".")[-1] for k in swept), *(label for _, label, _ in metrics)]
+    lines = [header]
+    for key in sorted(by_group, key=lambda k: (*k[1:], k[0])):
+        cells = [str(v) for v in key]
+        for name, _, unit in metrics:
+            r = by_group[key].get(name)
+            cells.append(_cell(r["mean"], r["ci_low"], r["ci_high"], unit) if r else "-")
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                     enumerate(zip(line, widths))) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+# --- the report of an output directory ---------------------------------------------------------
+
+REPORT = "report.md"
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` computed and wrote."""
+
+    rows: list[dict[str, Any]]
+    paired: list[dict[str, Any]]
+    plots: list[Path] = field(default_factory=list)
+    wins: list[dict[str, Any]] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    path: Path | None = None
+
+
+def write_tables(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]]) -> Report:
+    """Write ``summary.csv``, ``paired.csv`` (with a baseline) and ``lock_stat.txt``."""
+    swept = manifest.swept_keys
+    rows = summary_rows(results, swept)
+    paired = paired_rows(results, swept, manifest.variants, manifest.baseline) \
+        if manifest.baseline else []
+    write_summary(out_dir, rows, swept)
+    if manifest.baseline:
+        write_paired(out_dir, paired, swept)
+    write_lock_stat(out_dir, results, swept)
+    write_test_vmalloc_log(out_dir, results, swept)
+    report = Report(rows, paired)
+    if manifest.sampled_keys:
+        metric, goal = manifest.rank
+        report.wins = win_fractions(rows, swept, manifest.sampled_keys, manifest.variants,
+                                    metric, goal)
+        report.sensitivity = sensitivities(rows, swept, manifest.sampled_keys, report.wins,
+                                           metric, goal)
+        fixed = [k for k in swept if k not in manifest.sampled_keys]
+        write_csv(out_dir / "wins.csv", report.wins,
+                  [*fixed, "variant", "win_fraction", "samples"])
+        write_csv(out_dir / "sensitivity.csv", report.sensitivity,
+                  [*fixed, "key", "winner", "runner_up", "spearman_rho", "samples"])
+    return report
+
+
+def write_report(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]],
+                 plots: bool = True) -> Report:
+    """Write the tables, the plots (when ``plots``) and ``report.md`` of ``results``."""
+    report = write_tables(out_dir, manifest, results)
+    headline = [name for name, _, _ in TABLE_METRICS]
+    if plots:
+        report.plots = plotting.write_plots(out_dir, report.rows, manifest.swept_keys,
+                                            manifest.variants, report.paired, headline,
+                                            manifest.sampled_keys)
+    report.path = out_dir / REPORT
+    lock_stat = (out_dir / "lock_stat.txt").read_text()
+    write_atomic(report.path, markdown(manifest, results, report, lock_stat, out_dir, plots))
+    return report
+
+
+def report_directory(out_dir: Path, plots: bool = True) -> tuple[Manifest, Report, int]:
+    """``vmapsim report DIR``: rebuild the report from the run files; also the number of runs
+    the manifest lists that have no usable result file."""
+    from sim.config.loader import ConfigError
+
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise ConfigError("not a vmapsim output directory (no readable experiment.json)",
+                          str(out_dir))
+    if plots:
+        plotting.require(str(out_dir))
+    found = [read_run(out_dir, run_id) for run_id in manifest.run_ids]
+    results = [r for r in found if r is not None]
+    return manifest, write_report(out_dir, manifest, results, plots), len(found) - len(results)
+
+
+def markdown(manifest: Manifest, results: list[dict[str, Any]], report: Report,
+             lock_stat: str, out_dir: Path, plots: bool) -> str:
+    """``report.md``: summary, headline and paired tables, failures, plots, lock_stat."""
+    ok = sum(r.get("status") == "ok" for r in results)
+    failed = [r for r in results if r.get("status") != "ok"]
+    out = [f"# {manifest.name}", ""]
+    if manifest.description:
+        out += [manifest.description, ""]
+    out += [f"* runs: {ok} ok, {len(failed)} failed, {len(manifest.run_ids) - len(results)} "
+            f"missing, of {len(manifest.run_ids)} ({manifest.replications} replications per "
+            f"point and variant; root seed {manifest.seed})",
+            f"* variants: {', '.join(manifest.variants)}"
+            + (f" (baseline: {manifest.baseline})" if manifest.baseline else ""),
+            f"* swept: {', '.join(manifest.swept_keys) or 'nothing'}",
+            "* tables: [summary.csv](summary.csv) (every metric)"
+            + (", [paired.csv](paired.csv)" if manifest.baseline else "")
+            + ", [lock_stat.txt](lock_stat.txt); one JSON file per run under `runs/`", ""]
+    out += ["## Headline metrics", "",
+            "Means over replications; `±` is the half-width of the 95% Student-t interval.", ""]
+    out += _markdown_table(report.rows, manifest.swept_keys, ["variant"], signed=False)
+    if manifest.baseline:
+        out += ["", f"## Paired differences: variant - {manifest.baseline}", "",
+                "Each replication of a variant minus the same replication of the baseline "
+                "(same random streams), then the mean and 95% t-interval of those "
+                "differences. An interval that excludes 0 is marked `*`.", ""]
+        out += _markdown_table(report.paired, manifest.swept_keys, ["variant"], signed=True)
+    if manifest.sampled_keys:
+        out += ["", *_uncertainty_section(manifest, report)]
+    if failed:
+        out += ["", "## Failed runs", ""]
+        out += [f"* `{r['run_id']}` {_describe(r, manifest.swept_keys)}: "
+                f"{r.get('error', 'unknown error')}" for r in failed]
+    out += ["", "## Plots", ""] + _plot_section(report.plots, out_dir, plots, manifest)
+    out += ["", "## lock_stat", "", "Summed over replications, in the column order of "
+            "`/proc/lock_stat` (times in us).", "", "<details><summary>lock_stat.txt"
+            "</summary>", "", "```", lock_stat.rstrip("\n"), "```", "", "</details>", ""]
+    return "\n".join(out)
+
+
+def _uncertainty_section(manifest: Manifest, report: Report) -> list[str]:
+    """Win fractions and the most influential sampled key, per point of the other keys."""
+    metric, goal = manifest.rank
+    fixed = [k for k in manifest.swept_keys if k not in manifest.sampled_keys]
+    out = [f"## Robustness: which variant wins across {', '.join(manifest.sampled_keys)}", "",
+           f"Over the Latin-hypercube samples, the fraction in which each variant has the "
+           f"{'highest' if goal == 'max' else 'lowest'} `{metric}` "
+           "([wins.csv](wins.csv)), and the Spearman correlation between each sampled key "
+           "and the winner's margin over the runner-up ([sensitivity.csv](sensitivity.csv)).",
+           "", "| " + " | ".join([*fixed, "variant", "wins", "most influential key (rho)"])
+           + " |", "|" + "---|" * (len(fixed) + 3)]
+    for w in report.wins:
+        same = [s for s in report.sensitivity if all(s.get(k) == w.get(k) for k in fixed)]
+        top = max(same, key=lambda s: abs(s["spearman_rho"]) if _finite(s["spearman_rho"])
+                  else -1.0, default=None)
+        influence = f"{top['key']} ({top['spearman_rho']:+.2f})" if top and \
+            _finite(top["spearman_rho"]) else "-"
+        out.append("| " + " | ".join([*(str(w.get(k)) for k in fixed), w["variant"],
+                                      f"{w['win_fraction']:.0%}", influence]) + " |")
+    return out
+
+
+def _markdown_table(rows: list[dict[str, Any]], swept: list[str], lead: list[str],
+                    signed: bool) -> list[str]:
+    by_group: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        key = (*(row[k] for k in lead), *(json.dumps(row.get(k)) for k in swept))
+        by_group.setdefault(key, {})[row["metric"]] = row
+    if not by_group:
+        return ["(no finished runs)"]
+    header = [*lead, *(k.split(".")[-1] for k in swept), *(label for _, label, _ in
+                                                            TABLE_METRICS)]
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, metrics in by_group.items():
+        cells = [*map(str, key[:len(lead)]), *(str(json.loads(v)) for v in key[len(lead):])]
+        for name, _, unit in TABLE_METRICS:
+            row = metrics.get(name)
+            cells.append(_md_cell(row, unit, signed) if row else "-")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _md_cell(row: dict[str, Any], unit: str, signed: bool) -> str:
+    mean, low, high = row["mean"], row["ci_low"], row["ci_high"]
+    if not _finite(mean):
+        return "-"
+    text = _value(mean, unit, signed)
+    if _finite(low) and _finite(high):
+        text += f" ± {_value((high - low) / 2, unit, False)}"
+        if signed and (low > 0 or high < 0):
+            text += " *"
+    return text
+
+
+def _value(value: float, unit: str, signed: bool) -> str:
+    sign = "+" if signed and value > 0 else ""
+    if unit == "ns":
+        return sign + format_ns(value)
+    magnitude = abs(value)
+    if magnitude >= 1e6:
+        return f"{sign}{value / 1e6:.3g}M"
+    if magnitude >= 1e3:
+        return f"{sign}{value / 1e3:.3g}k"
+    return f"{sign}{value:.3g}"
+
+
+def _plot_section(pngs: list[Path], out_dir: Path, plots: bool, manifest: Manifest
+                  ) -> list[str]:
+    if not plots:
+        return ["Plots were not drawn (they need matplotlib: `pip install 'vmapsim[plots]'`, "
+                "then `vmapsim report DIR`)."]
+    if not manifest.swept_keys:
+        return ["Nothing is swept, so there is nothing to plot against."]
+    if manifest.sampled_keys:
+        out = ["Each metric against each sampled key (one panel per key, pooled over the other "
+               "swept keys), one colour per variant, with 95% interval bars; metrics that are "
+               "zero everywhere are left out."]
+    else:
+        out = [f"Each metric against `{manifest.swept_keys[0]}`, one line per variant, with 95%"
+               " interval bars; metrics that are zero everywhere are left out."]
+    for png in pngs:
+        rel = png.relative_to(out_dir).as_posix()
+        out += ["", f"![{png.stem}]({rel})"]
+    return out
+
+
+def _describe(result: dict[str, Any], swept: list[str]) -> str:
+    spec = result.get("spec", {})
+    point = spec.get("point", {})
+    where = ", ".join(f"{k}={point.get(k)}" for k in swept)
+    return (f"{spec.get('config', {}).get('variant', {}).get('name', '?')}"
+            + (f" {where}" if where else "") + f" replication {spec.get('replication', '?')}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,197 @@
+"""The output directory: one JSON file per run (written atomically) and the tables.
+
+Layout of ``DIR``::
+
+    DIR/experiment.json      manifest: name, swept keys, variants, baseline, run ids
+    DIR/runs/<run_id>.json   full resolved config, seed, metrics, lock_stat of one run
+    DIR/summary.csv          tidy long form: variant, swept keys, metric, mean, ci_low, ci_high, n
+    DIR/paired.csv           with a baseline: variant - baseline, paired by replication
+    DIR/lock_stat.txt        lock statistics summed per variant and point
+    DIR/report.md, plots/    the report (:mod:`sim.report`, :mod:`sim.plots`)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.results.stats import t_interval
+
+
+class OutputError(Exception):
+    """The output directory could not be written in the middle of a sweep (a full disk, a
+    lost mount): the finished run files are kept; the message says what to do next."""
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+MANIFEST = "experiment.json"
+RUNS = "runs"
+
+
+@dataclass
+class Manifest:
+    """What an output directory holds: the experiment's identity and its runs, in spec order."""
+
+    name: str
+    description: str
+    seed: int
+    replications: int
+    swept_keys: list[str]
+    variants: list[str]
+    baseline: str | None
+    run_ids: list[str]
+    sampled_keys: list[str] = field(default_factory=list)
+    """Swept keys whose values are sampled (``lhs``): plotted as scatter, not as lines."""
+    rank: list[str] = field(default_factory=lambda: ["ops_per_sec", "max"])
+    """Metric and goal on which an uncertainty sweep ranks the variants."""
+
+
+def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
+    path = out_dir / MANIFEST
+    write_atomic(path, json.dumps(asdict(manifest), indent=1) + "\n")
+    return path
+
+
+def read_manifest(out_dir: Path) -> Manifest | None:
+    """The manifest of ``out_dir``, or None when it has none (or an unreadable one)."""
+    try:
+        data = json.loads((out_dir / MANIFEST).read_text())
+        return Manifest(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def run_path(out_dir: Path, run_id: str) -> Path:
+    return out_dir / RUNS / f"{run_id}.json"
+
+
+def write_run(out_dir: Path, result: dict[str, Any]) -> Path:
+    """One run's file. Keys keep their order (not sorted), so a result read back for
+    ``--resume`` lists its metrics in the order of a fresh one, and the tables match."""
+    path = run_path(out_dir, result["run_id"])
+    write_atomic(path, json.dumps(result, indent=1, default=_json_default))
+    return path
+
+
+def read_run(out_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """The result file of ``run_id``; None when missing, truncated, unparsable or not its own
+    (a file whose ``run_id`` differs from its name)."""
+    try:
+        result = json.loads(run_path(out_dir, run_id).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("run_id") != run_id:
+        return None
+    if result.get("status") == "ok" and not isinstance(result.get("metrics"), dict):
+        return None
+    return result
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def summary_rows(results: list[dict[str, Any]], swept: list[str]) -> list[dict[str, Any]]:
+    """Group successful runs by (variant, point) and reduce each metric to a t-interval."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for result in results:
+        if result.get("status") != "ok":
+            continue
+        spec = result["spec"]
+        key = (spec["config"]["variant"]["name"],
+               *(json.dumps(spec["point"].get(k)) for k in swept))
+        groups.setdefault(key, []).append(result)
+    rows = []
+    for key, members in groups.items():
+        for metric in members[0]["metrics"]:
+            mean, low, high, n = t_interval([m["metrics"][metric] for m in members])
+            row = {"variant": key[0]}
+            row.update({k: json.loads(v) for k, v in zip(swept, key[1:])})
+            row.update({"metric": metric, "mean": mean, "ci_low": low, "ci_high": high, "n": n})
+            rows.append(row)
+    return rows
+
+
+def write_summary(out_dir: Path, rows: list[dict[str, Any]], swept: list[str]) -> Path:
+    columns = ["variant", *swept, "metric", "mean", "ci_low", "ci_high", "n"]
+    return write_csv(out_dir / "summary.csv", rows, columns)
+
+
+def write_paired(out_dir: Path, rows: list[dict[str, Any]], swept: list[str]) -> Path:
+    """Paired differences (:func:`sim.paired.paired_rows`): variant - baseline per point."""
+    columns = ["variant", "baseline", *swept, "metric", "mean", "ci_low", "ci_high", "n"]
+    return write_csv(out_dir / "paired.csv", rows, columns)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Path:
+    """A CSV table, atomically; floats in full precision, NaN as an empty cell."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row[k]) for k in columns})
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(float(value))
+    return value
+
+
+LOCK_STAT_HEADER = ("class name", "con-bounces", "contentions", "waittime-max",
+                    "waittime-total", "acq-bounces", "acquisitions", "holdtime-max",
+                    "holdtime-total")
+
+
+def write_lock_stat(out_dir: Path, results: list[dict[str, Any]], swept: list[str]) -> Path:
+    """Lock statistics summed over replications, in the column order of /proc/lock_stat
+    (times in us; bounces are not modelled and shown as 0)."""
+    out = ["lock_stat version 0.4 (vmapsim: summed over replications, times in us)"]
+    groups: dict[str, dict[str, dict[str, float]]] = {}
+    for result in results:
+        if result.get("status") != "ok":
+            continue
+        spec = result["spec"]
+        title = spec["config"]["variant"]["name"] + "".join(
+            f" {k}={spec['point'].get(k)}" for k in swept)
+        locks = groups.setdefault(title, {})
+        for name, stat in result["lock_stat"].items():
+            acc = locks.setdefault(name, {k: 0.0 for k in stat})
+            for k, v in stat.items():
+                acc[k] = max(acc[k], v) if k.endswith("_max") else acc[k] + v
+    for title, locks in groups.items():
+        out += ["", f"# {title}", "".join(f"{h:>16}" for h in LOCK_STAT_HEADER)]
+        for name, s in locks.items():
+            cells = [name, 0, int(s["contentions"]), s["wait_max"] / 1e3, s["wait_total"] / 1e3,
+                     0, int(s["acquisitions"]), s["hold_max"] / 1e3, s["hold_total"] / 1e3]
+            out.append("".join(f"{c:>16.2f}" if isinstance(c, float) else f"{c:>16}"
+                               for c in cells))
+    path = out_dir / "lock_stat.txt"
+    write_atomic(path, "\n".join(out) + "\n")
+    return path
