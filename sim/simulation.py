@@ -18,7 +18,7 @@ import simpy
 
 from sim.config.schema import RunConfig
 from sim.engine.cpu import Cpu, IrqState
-from sim.engine.fastpath import LeanProcess
+from sim.engine.fastpath import Environment, LeanProcess
 from sim.engine.machine import Machine
 from sim.engine.metrics import Metrics
 from sim.engine.stop import OpsLimitedMetrics
@@ -75,7 +75,7 @@ class Simulation:
 
     def __init__(self, config: RunConfig, entropy: tuple[int, ...]) -> None:
         self.config = config
-        self.env = simpy.Environment()
+        self.env = Environment()
         self.machine = Machine(config.machine, config.cpus)
         self.metrics = Metrics() if config.ops is None else \
             OpsLimitedMetrics(self.env, config.ops, config.warmup)

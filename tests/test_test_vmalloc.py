@@ -26,6 +26,7 @@ from sim.config.lib_test_vmalloc_params import NAMES, TESTS, parse_test_mask, wo
 from sim.config.loader import catalog_dir
 from sim.config.schema import MachineProfile, RunConfig, VmallocTestModule
 from sim.engine.cpu import Cpu, IrqState
+from sim.engine.locks import spinlock_handoff
 from sim.engine.machine import Machine
 from sim.mm.variants import presets
 from sim.mm.vmalloc import fls
@@ -67,7 +68,7 @@ class FakeVm:
         self.env = env
         self.machine = Machine(MachineProfile.model_validate(DESKTOP), ncpus)
         self.costs = self.machine.costs
-        self.variant = SimpleNamespace(spinlock="qspinlock")
+        self.spin_handoff = spinlock_handoff("qspinlock", self.machine)
         self.flushes: list[tuple[int, int]] = []
         self.flusher = SimpleNamespace(irq=IrqState(ncpus), flush_tlb_kernel_range=self._flush)
         self.vmallocs: list[tuple[int, int, bool]] = []

@@ -19,10 +19,9 @@ import yaml
 
 from sim.config.schema import Background, MachineProfile, RunConfig
 from sim.engine.cpu import Cpu, IrqState
-from sim.engine.locks import SpinLock
+from sim.engine.locks import SpinLock, spinlock_handoff
 from sim.engine.machine import Machine
 from sim.mm.variants import presets
-from sim.mm.vmalloc import spinlock_handoff
 from sim.mm.vmap_area import VM_LAZY_FREE, VM_LAZY_FREEING, VM_VM_AREA
 from sim.simulation import Simulation
 from sim.workloads.common import place_background

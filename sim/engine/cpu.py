@@ -159,15 +159,15 @@ class Cpu:
         env = self.env
         end = self._step_end()
         while end is not None:
-            if end > env._now and not skip(env, end - env._now):
-                yield sleep(env, end - env._now)
+            if end > env.now and not skip(env, end - env.now):
+                yield sleep(env, end - env.now)
             end = self._redo_end(end)
 
     def _step_end(self) -> float:
         """Start settling: take the charged work; when it ends, given the queued handlers
         (every settling primitive starts here, so a :class:`Kworker` steals its work here)."""
         work, self.pending = self.pending, 0.0
-        now = self.env._now
+        now = self.env.now
         handlers = self.handlers
         return finish_time(handlers, now, work) if handlers else now + work
 
@@ -185,7 +185,7 @@ class Cpu:
         work they left behind, owed once however many ran (a spin does not refill the TLB
         between two flushes); one still running delays the next step."""
         handlers = self.handlers
-        now = self.env._now
+        now = self.env.now
         while handlers and handlers[0][1] <= now:
             leftover = handlers.popleft()[2]
             if leftover > self.pending:
@@ -204,16 +204,16 @@ class Cpu:
         """Spin until absolute time ``t`` (handlers overlap the spin)."""
         yield from self.settle()
         env = self.env
-        if t > env._now:
-            yield from self._wait(sleep(env, t - env._now))
+        if t > env.now:
+            yield from self._wait(sleep(env, t - env.now))
 
     def spin_lock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``spin_lock(lock)``: settle the clock, then take the lock or spin for it."""
         env = self.env  # settle(), written out: one generator level less per resume
         end = self._step_end()
         while end is not None:
-            if end > env._now and not skip(env, end - env._now):
-                yield sleep(env, end - env._now)
+            if end > env.now and not skip(env, end - env.now):
+                yield sleep(env, end - env.now)
             end = self._redo_end(end)
         self.preempt_count += 1
         wait = lock.acquire(self)
@@ -225,8 +225,8 @@ class Cpu:
         env = self.env  # settle(), written out: one generator level less per resume
         end = self._step_end()
         while end is not None:
-            if end > env._now and not skip(env, end - env._now):
-                yield sleep(env, end - env._now)
+            if end > env.now and not skip(env, end - env.now):
+                yield sleep(env, end - env.now)
             end = self._redo_end(end)
         lock.release(self)
         self.preempt_count -= 1
@@ -241,6 +241,6 @@ class Cpu:
     def forget_idle_handlers(self) -> None:
         """The CPU was idle: handlers that ran meanwhile leave no work for its next task."""
         handlers = self.handlers
-        now = self.env._now
+        now = self.env.now
         while handlers and handlers[0][1] <= now:
             handlers.popleft()

@@ -1,7 +1,9 @@
 """Every use of SimPy internals, in one place, each marked with why.
 
-The engine schedules events without the layers of calls SimPy's public API adds: a timeout
-queued directly (:func:`sleep`), the CPUs' processes resumed through a short path
+The engine reads the clock and schedules events without the layers of calls SimPy's public
+API adds: a clock read as a plain attribute (:class:`Environment`), a timeout queued directly
+(:func:`sleep`), a lock's handover event made and fired directly (:func:`handover_event`,
+:func:`succeed_after`), the CPUs' processes resumed through a short path
 (:class:`LeanProcess`), a sleep that would be the very next event skipped (:func:`skip`). Each
 keeps SimPy's semantics exactly (same times, priorities and event ids, so the same order of
 events); the code it stands for is named in a ``NOTE: inlined from ...`` comment, as SimPy
@@ -23,10 +25,26 @@ consume = deque(maxlen=0).extend
 _new = object.__new__
 
 
+class Environment(simpy.Environment):
+    """A :class:`simpy.Environment` whose ``now`` is read as fast as an attribute.
+
+    NOTE: inlined from ``Environment.now`` for performance. SimPy's ``now`` is a property
+    returning ``self._now``: a Python call on every read (CPython 3.11 does not specialise
+    property reads), and the model reads the clock several times per operation. Here
+    ``_now`` is a slot and ``now`` the same slot's descriptor, so both names read one value,
+    which SimPy's own ``step()`` keeps writing as ``_now``. Nothing else changes."""
+
+    __slots__ = ("_now",)
+
+
+Environment.now = Environment.__dict__["_now"]  # type: ignore[assignment,misc]
+
+
 def sleep(env: simpy.Environment, delay: float) -> Timeout:
     """``env.timeout(delay)`` for a positive ``delay``, without its layers of calls: the same
     :class:`simpy.Timeout`, scheduled as ``Environment.schedule`` does (same time, priority
     and event id, so events keep their order)."""
+    # NOTE: inlined from Timeout.__init__ and Environment.schedule for performance
     event = _new(Timeout)
     event.env = env
     event.callbacks = []
@@ -35,6 +53,25 @@ def sleep(env: simpy.Environment, delay: float) -> Timeout:
     event._ok = True
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
     return event
+
+
+def handover_event(env: simpy.Environment) -> simpy.Event:
+    """``simpy.Event(env)``: the event a lock waiter waits on until the lock is handed over."""
+    # NOTE: inlined from Event.__init__ for performance (one per contended acquisition)
+    event = _new(simpy.Event)
+    event.env = env
+    event.callbacks = []
+    return event
+
+
+def succeed_after(env: simpy.Environment, event: simpy.Event, delay: float) -> None:
+    """``event.succeed()`` ``delay`` ns from now: what :class:`simpy.Timeout` does with its
+    own event, for an event that already exists (a lock handover after its handoff cost)."""
+    # NOTE: inlined from Event.succeed and Environment.schedule(event, NORMAL, delay) for
+    # performance
+    event._ok = True
+    event._value = None
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
 
 
 class LeanProcess(simpy.Process):

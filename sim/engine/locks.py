@@ -17,20 +17,20 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from heapq import heappush
 from typing import TYPE_CHECKING, Any
 
 import simpy
-from simpy.events import NORMAL, Event
+from simpy.events import Event
+
+from sim.engine.fastpath import handover_event, succeed_after
 
 if TYPE_CHECKING:
+    from sim.engine.machine import Machine
     from sim.engine.tracer import Tracer
 
 Handoff = Callable[[Any, Any, int], float]
 """handoff(previous_holder, next_holder, cores_holding_or_waiting) -> ns."""
 
-
-_new = object.__new__
 
 
 def no_handoff(previous: Any, following: Any, cores: int) -> float:
@@ -49,16 +49,17 @@ class LockStat:
     hold_total: float = 0.0
     hold_max: float = 0.0
 
-    def record_wait(self, waited: float) -> None:
-        self.contentions += 1
-        self.wait_total += waited
-        if waited > self.wait_max:
-            self.wait_max = waited
 
-    def record_hold(self, held: float) -> None:
-        self.hold_total += held
-        if held > self.hold_max:
-            self.hold_max = held
+def spinlock_handoff(kind: str, machine: Machine) -> Handoff:
+    """Handoff cost of a spinlock kind: qspinlock one line transfer, ticket c*k/2."""
+    per_socket, same, cross = machine.cacheline_table
+    if kind == "qspinlock":
+        def handoff(previous: Any, following: Any, cores: int) -> float:
+            return same if previous.id // per_socket == following.id // per_socket else cross
+    else:
+        def handoff(previous: Any, following: Any, cores: int) -> float:
+            return machine.cacheline_ns(previous.id, following.id) * cores / 2.0
+    return handoff
 
 
 class SpinLock:
@@ -82,12 +83,11 @@ class SpinLock:
         self.stat.acquisitions += 1
         if self.holder is None:
             self.holder = who
-            self.granted_at = self.env._now  # env.now without the property call
+            self.granted_at = self.env.now
             return None
-        event = _new(Event)  # Event(env), inlined
-        event.env = env = self.env
-        event.callbacks = []
-        self.waiters.append((who, event, env._now))
+        env = self.env
+        event = handover_event(env)
+        self.waiters.append((who, event, env.now))
         return event
 
     def trylock(self, who: Any) -> bool:
@@ -96,7 +96,7 @@ class SpinLock:
             return False
         self.stat.acquisitions += 1
         self.holder = who
-        self.granted_at = self.env._now
+        self.granted_at = self.env.now
         return True
 
     def release(self, who: Any) -> None:
@@ -104,9 +104,9 @@ class SpinLock:
         if self.holder is not who:
             raise RuntimeError(f"{self.name}: released by {who!r}, held by {self.holder!r}")
         env = self.env
-        now = env._now
+        now = env.now
         stat = self.stat
-        held = now - self.granted_at  # stat.record_hold(held), inlined: the hottest path
+        held = now - self.granted_at
         stat.hold_total += held
         if held > stat.hold_max:
             stat.hold_max = held
@@ -120,18 +120,14 @@ class SpinLock:
         delay = self.handoff(who, following, len(self.waiters) + 2)
         self.holder = following
         granted = self.granted_at = now + delay
-        waited = granted - arrived  # stat.record_wait(waited), inlined
+        waited = granted - arrived
         stat.contentions += 1
         stat.wait_total += waited
         if waited > stat.wait_max:
             stat.wait_max = waited
         if tracer is not None:
             tracer.lock_wait(following.id, self.name, arrived, self.granted_at)
-        # Event.succeed() with a delay: what simpy.Timeout does internally (and
-        # env.schedule(event, NORMAL, delay), inlined)
-        event._ok = True
-        event._value = None
-        heappush(env._queue, (now + delay, NORMAL, next(env._eid), event))
+        succeed_after(env, event, delay)
 
     def reset_stat(self) -> None:
         """Start a fresh lock_stat window (end of warm-up), in place: locks of one lock class

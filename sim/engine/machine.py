@@ -31,7 +31,7 @@ class Machine:
         return cpu // self.profile.cpus_per_socket
 
     @cached_property
-    def _cacheline(self) -> tuple[int, float, float]:
+    def cacheline_table(self) -> tuple[int, float, float]:
         """(CPUs per socket, same-socket and cross-socket line transfer), looked up once: a
         lock handoff asks for them on every contended release."""
         c = self.costs
@@ -40,5 +40,5 @@ class Machine:
 
     def cacheline_ns(self, cpu_a: int, cpu_b: int) -> float:
         """One cache-line transfer between two CPUs (same or cross socket)."""
-        per_socket, same, cross = self._cacheline
+        per_socket, same, cross = self.cacheline_table
         return same if cpu_a // per_socket == cpu_b // per_socket else cross

@@ -70,7 +70,3 @@ class Metrics:
         self.purge_trylock_failures = 0
         self.alloc_walk_steps = 0
         self.lazy_pages_peak = 0
-
-    def observe_lazy(self, vmap_lazy_nr: int) -> None:
-        if vmap_lazy_nr > self.lazy_pages_peak:
-            self.lazy_pages_peak = vmap_lazy_nr

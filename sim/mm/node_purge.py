@@ -109,7 +109,7 @@ def spread_over_helpers(vm: VmallocModel, cpu: Cpu, purge_nodes: list[VmapNode])
     purged here; then ``flush_work`` on each helper (without ``purge_helpers``: all here)."""
     cpu.charge(vm.costs.atomic_ns)  # atomic_long_read(&vmap_lazy_nr)
     helpers = 0
-    if vm.variant.purge_helpers:
+    if vm.purge_helpers:
         helpers = min(max(vm.vmap_lazy_nr // vm.lazy_max_pages, 1), len(purge_nodes)) - 1
     running: list[simpy.Process] = []
     for vn in purge_nodes:

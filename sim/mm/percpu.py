@@ -13,7 +13,7 @@ import simpy
 from sim.config.units import PAGE_SIZE
 from sim.engine.cpu import Cpu
 from sim.engine.locks import SpinLock
-from sim.mm.vmalloc import VmallocModel, spinlock_handoff
+from sim.mm.vmalloc import VmallocModel
 from sim.mm.vmap_area import VmapArea
 from sim.mm.workqueue import Kworker, Work
 
@@ -53,7 +53,7 @@ class PercpuAllocator:
         self.unit_bytes = unit_pages * PAGE_SIZE
         c = vm.costs
         self.alloc_mutex = SpinLock(env, "pcpu_alloc_mutex", lambda a, b, k: c.mutex_wake_ns)
-        self.lock = SpinLock(env, "pcpu_lock", spinlock_handoff(vm.variant.spinlock, vm.machine))
+        self.lock = SpinLock(env, "pcpu_lock", vm.spin_handoff)
         vm.other_locks += [self.alloc_mutex, self.lock]
         self.chunks: list[PercpuChunk] = []
         self.open: list[PercpuChunk] = []

@@ -18,7 +18,7 @@ import simpy
 from sim.engine.cpu import Cpu
 from sim.mm.alloc import free_vmap_cache_on_free
 from sim.mm.lazy import Nodes
-from sim.mm.node_purge import PerNodeLazy, decay_va_pool_node, purge_vmap_nodes
+from sim.mm.node_purge import decay_va_pool_node, purge_vmap_nodes
 from sim.mm.vmap_area import VmapArea
 from sim.mm.vmap_node import MAX_VA_SIZE_PAGES
 
@@ -77,7 +77,7 @@ class LazyPurge:
         """The body of ``__purge_vmap_area_lazy`` once ``purge_lock`` is held (its entry cost
         charged); releases it. ``when``: (called, got the lock, sync), for metrics and trace."""
         called, began, sync = when
-        if isinstance(self.lazy, PerNodeLazy):
+        if self.per_node_lazy:
             valist = yield from purge_vmap_nodes(self, cpu, start, end, force_flush)
             n_nodes = len(valist)
         else:
@@ -102,7 +102,7 @@ class LazyPurge:
             start = min(start, va.va_start)
             end = max(end, va.va_end)
             nr += va.size
-        per_area_sub = self.variant.free_lock_break > 0
+        per_area_sub = self.free_lock_break > 0
         if nr and not per_area_sub:
             self._subtract_lazy(cpu, valist)  # atomic_sub(nr, &vmap_lazy_nr)
         if nr or force_flush:
@@ -125,7 +125,7 @@ class LazyPurge:
             nodes = yield from self.purge_to_pools(cpu, nodes, per_area_sub)
             if not nodes:
                 return
-        every = self.variant.free_lock_break or len(nodes)
+        every = self.free_lock_break or len(nodes)
         per_node = self.costs.kmalloc_ns
         if self.lazy.cold_walk:
             per_node += self.costs.list_walk_per_node_ns

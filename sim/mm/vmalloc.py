@@ -27,7 +27,7 @@ import simpy
 
 from sim.config.schema import Variant
 from sim.engine.cpu import Cpu
-from sim.engine.locks import Handoff, SpinLock
+from sim.engine.locks import SpinLock, spinlock_handoff
 from sim.engine.machine import Machine
 from sim.engine.metrics import Metrics
 from sim.mm.alloc import FreeVmapCache, first_fit, free_vmap_cache_on_free
@@ -63,18 +63,6 @@ def lazy_max_pages_formula(online_cpus: int) -> int:
     return fls(online_cpus) * PAGES_PER_32MIB
 
 
-def spinlock_handoff(kind: str, machine: Machine) -> Handoff:
-    """Handoff cost of a spinlock kind: qspinlock one line transfer, ticket c*k/2."""
-    per_socket, same, cross = machine._cacheline  # machine.cacheline_ns(a, b), inlined
-    if kind == "qspinlock":
-        def handoff(previous: Cpu, following: Cpu, cores: int) -> float:
-            return same if previous.id // per_socket == following.id // per_socket else cross
-    else:
-        def handoff(previous: Cpu, following: Cpu, cores: int) -> float:
-            return machine.cacheline_ns(previous.id, following.id) * cores / 2.0
-    return handoff
-
-
 class VmallocModel(LazyPurge):
     """Kernel state and code paths of the vmalloc layer on one simulated machine."""
 
@@ -91,7 +79,8 @@ class VmallocModel(LazyPurge):
         self.vmap_block_dirty = vmap_block_dirty
         """Dirty blocks of vm_map_ram users outside the simulated workload (a stand-in: every
         ``vm_unmap_aliases()`` flushes the whole space)."""
-        handoff = spinlock_handoff(variant.spinlock, machine)
+        handoff = self.spin_handoff = spinlock_handoff(variant.spinlock, machine)
+        """The handoff of the variant's spinlocks (``spinlock``: qspinlock or ticket)."""
         self.nodes = VmapNodes(env, machine.ncpus, handoff) if variant.vmap_nodes else None
         """Linux 6.9: per-node busy trees and locks; None: one busy tree."""
         self.vmap_area_lock = SpinLock(
@@ -107,12 +96,23 @@ class VmallocModel(LazyPurge):
         """What the allocator cannot hand out: the busy tree itself for first fit; for the
         augmented tree, the complement of the free tree (busy and unmerged lazy areas)."""
         self.cache = FreeVmapCache()
+        # The variant's mechanism choices, read once (sim/config/schema.py: Variant)
         self.lazy_in_busy_tree = variant.lazy_in_busy_tree
         self.find_unlink = variant.find_unlink
         self.read_then_publish = variant.noflush_order == "read_then_publish"
+        self.purge_in_workqueue = variant.purge_context == "workqueue"
+        """5.18: a caller over ``lazy_max_pages()`` schedules ``drain_vmap_work``."""
+        self.free_lock_break = variant.free_lock_break
+        """4.10: ``cond_resched_lock`` every this many areas of the free loop (0: never)."""
+        self.per_node_lazy = variant.lazy_list == "per_node"
+        """6.9: each vmap node has its own lazy tree (sim/mm/node_purge.py)."""
+        self.purge_helpers = variant.purge_helpers
+        """6.9: a purge spreads nodes over helper kworkers."""
+        self.vb_dirty_reset = variant.vb_dirty_reset
+        self.vb_walk_all = variant.vb_walk_all
         self.areas: dict[int, VmapArea] = {}
         """Live areas by va_start: what find_vmap_area can return."""
-        self.lazy = PerNodeLazy(self.nodes) if variant.lazy_list == "per_node" else \
+        self.lazy = PerNodeLazy(self.nodes) if self.per_node_lazy else \
             make_lazy_list(variant.lazy_list, env, handoff)
         self.vmap_lazy_nr = 0
         self._lazy_nr_cpu = -1
@@ -154,11 +154,11 @@ class VmallocModel(LazyPurge):
         locks += self.other_locks
         if self.nodes is None:
             return locks
-        return locks + self.nodes.locks(isinstance(self.lazy, PerNodeLazy))
+        return locks + self.nodes.locks(self.per_node_lazy)
 
     def now(self, cpu: Cpu) -> float:
         """The CPU's own clock: simulated time plus the work it has charged."""
-        return self.env._now + cpu.pending
+        return self.env.now + cpu.pending
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -188,10 +188,10 @@ class VmallocModel(LazyPurge):
         cpu.charge(cost)
         nr = self.vmap_lazy_nr = self.vmap_lazy_nr + delta
         metrics = self.metrics
-        if nr > metrics.lazy_pages_peak:  # metrics.observe_lazy(nr), inlined
+        if nr > metrics.lazy_pages_peak:
             metrics.lazy_pages_peak = nr
         if nr < 0:  # all safety.lazy_nr_changed() checks
-            self.safety.lazy_nr_changed(nr, self.env._now + cpu.pending, cpu.id)
+            self.safety.lazy_nr_changed(nr, self.now(cpu), cpu.id)
         return nr
 
     def place_background(self, starts, ends) -> None:
@@ -209,8 +209,7 @@ class VmallocModel(LazyPurge):
         """``vmalloc(nr_pages * PAGE_SIZE)``: area, pages, mapping. With ``align`` (pages) or
         ``zero`` it is ``__vmalloc_node(size, align, GFP_KERNEL | __GFP_ZERO, ...)``: the area
         starts at a multiple of ``align`` and every page is cleared as it is allocated."""
-        env = self.env
-        began = env._now + cpu.pending  # self.now(cpu), inlined here and below
+        began = self.now(cpu)
         c = self.costs
         # __get_vm_area_node: kzalloc(vm_struct); alloc_vmap_area: kmalloc_node(vmap_area)
         cpu.charge(2 * c.kmalloc_ns + c.vmalloc_fixed_ns)
@@ -222,9 +221,9 @@ class VmallocModel(LazyPurge):
             return None
         # __vmalloc_area_node: alloc_page() per page, then map_vm_area()
         per_page = c.page_alloc_ns + c.map_page_ns + (c.clear_page_ns if zero else 0.0)
-        cpu.pending += nr_pages * per_page  # cpu.charge(), inlined
+        cpu.charge(nr_pages * per_page)
         metrics = self.metrics
-        metrics.vmalloc.record(env._now + cpu.pending - began)
+        metrics.vmalloc.record(self.now(cpu) - began)
         metrics.ops += 1
         if self.tracer is not None:
             self.tracer.op(cpu.id, "vmalloc", began, self.now(cpu), nr_pages)
@@ -250,8 +249,8 @@ class VmallocModel(LazyPurge):
                     cost += self.rbtree_ns()
                 else:  # 6.9: only the free-block split happens under free_vmap_area_lock
                     self.space.insert(va.va_start, va.va_end)
-                self.safety.allocated(va, self.env._now, cpu.id)
-            cpu.pending += self.costs.lock_acquire_ns + cost  # cpu.charge(), inlined
+                self.safety.allocated(va, self.env.now, cpu.id)
+            cpu.charge(self.costs.lock_acquire_ns + cost)
             yield from cpu.spin_unlock(self.vmap_area_lock)
             if va is not None and self.nodes is not None:
                 yield from self.insert_vmap_area_node(cpu, va)
@@ -321,33 +320,27 @@ class VmallocModel(LazyPurge):
 
     def vfree(self, cpu: Cpu, va: VmapArea) -> Gen:
         """``vfree`` -> ``__vunmap`` -> ``remove_vm_area`` -> ``free_unmap_vmap_area``."""
-        env = self.env
-        began = env._now + cpu.pending  # self.now(cpu), inlined here and below
+        began = self.now(cpu)
         c = self.costs
-        addr = va.va_start
-        lock = self.busy_tree_lock(addr)
         if self.find_unlink:
             yield from self.find_unlink_vmap_area(cpu, va)
         else:
-            # find_vmap_area(cpu, addr), inlined (one generator less per resume)
-            yield from cpu.spin_lock(lock)
-            self.areas[addr]  # noqa: B018 (the lookup: KeyError if the area is not live)
-            cpu.pending += c.lock_acquire_ns + self.busy_rbtree_ns(addr)  # cpu.charge()
-            yield from cpu.spin_unlock(lock)
+            yield from self.find_vmap_area(cpu, va.va_start)
             # remove_vm_area: va->vm = NULL; va->flags &= ~VM_VM_AREA under vmap_area_lock
             # (6.9: the same node's busy.lock)
+            lock = self.busy_tree_lock(va.va_start)
             yield from cpu.spin_lock(lock)
             va.flags &= ~VM_VM_AREA
-            del self.areas[addr]
-            cpu.pending += c.lock_acquire_ns
+            del self.areas[va.va_start]
+            cpu.charge(c.lock_acquire_ns)
             yield from cpu.spin_unlock(lock)
         # free_unmap_vmap_area: unmap_vmap_area() clears the PTEs, no TLB flush
-        cpu.pending += va.nr_pages * c.unmap_page_ns
+        cpu.charge(va.nr_pages * c.unmap_page_ns)
         yield from self.free_vmap_area_noflush(cpu, va, unlinked=self.find_unlink)
         # __vunmap: __free_page() per page, kvfree(area->pages), kfree(area)
-        cpu.pending += va.nr_pages * c.page_free_ns + 2 * c.kmalloc_ns  # cpu.charge()
+        cpu.charge(va.nr_pages * c.page_free_ns + 2 * c.kmalloc_ns)
         metrics = self.metrics
-        metrics.vfree.record(env._now + cpu.pending - began)
+        metrics.vfree.record(self.now(cpu) - began)
         metrics.ops += 1
         if self.tracer is not None:
             self.tracer.op(cpu.id, "vfree", began, self.now(cpu), va.nr_pages)
@@ -393,17 +386,17 @@ class VmallocModel(LazyPurge):
         if self.read_then_publish:
             # nr_lazy = atomic_add_return(nr, &vmap_lazy_nr); llist_add(...)
             nr_lazy = self.atomic_lazy_nr(cpu, va.va_end - va.va_start)
-            self.safety.lazily_freed(va, self.env._now, cpu.id)
+            self.safety.lazily_freed(va, self.env.now, cpu.id)
             yield from self.lazy.publish(self, cpu, va)
         else:
             # va->flags |= VM_LAZY_FREE; [llist_add(...);] atomic_add(nr, &vmap_lazy_nr)
-            self.safety.lazily_freed(va, self.env._now, cpu.id)
+            self.safety.lazily_freed(va, self.env.now, cpu.id)
             yield from self.lazy.publish(self, cpu, va)
             yield from cpu.settle()  # the area is visible to purgers from here on
-            self.safety.read(va, self.env._now, cpu.id, "read va->va_end - va->va_start")
+            self.safety.read(va, self.env.now, cpu.id, "read va->va_end - va->va_start")
             nr_lazy = self.atomic_lazy_nr(cpu, va.va_end - va.va_start)
         if nr_lazy > self.lazy_max_pages:
-            if self.variant.purge_context == "workqueue":
+            if self.purge_in_workqueue:
                 self.drain_vmap_work.schedule_work(cpu)  # schedule_work(&drain_vmap_work)
             else:
                 yield from self.try_purge_vmap_area_lazy(cpu)

@@ -324,7 +324,7 @@ class VmapBlocks:
         freed); ``vb_dirty_reset`` (a09fad96ffb1): ``vb->dirty_max`` decides, and the range is
         reset once taken ("Prevent that this is flushed again")."""
         vm, c = self.vm, self.vm.costs
-        reset, walk_all = vm.variant.vb_dirty_reset, vm.variant.vb_walk_all
+        reset, walk_all = vm.vb_dirty_reset, vm.vb_walk_all
         start, end, flush = vm.vend, vm.vstart, False
         for vbq in self.queues:
             for vb in list(vbq.blocks.values() if walk_all else vbq.free):

@@ -42,10 +42,10 @@ def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: V
     live_per_cpu = workload.live_per_cpu
     vmalloc, vfree = vm.vmalloc, vm.vfree
     while not control.stop:
-        if env._now + cpu.pending >= next_set_memory:  # env.now without the property call
+        if env.now + cpu.pending >= next_set_memory:
             yield from vm.set_memory(cpu, workload.set_memory_pages)
             # a CPU that fell behind does not catch up with a burst of calls
-            next_set_memory = max(next_set_memory, env._now + cpu.pending) + gaps.next()
+            next_set_memory = max(next_set_memory, env.now + cpu.pending) + gaps.next()
         elif len(live) >= live_per_cpu:
             yield from vfree(cpu, live.popleft())
         else:
