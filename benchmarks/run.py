@@ -14,10 +14,11 @@ Everything runs in one process. The cases, each run to a fixed number of operati
     exponential (pre-drawn). Its rate is SimPy's own cost per event on this machine and Python
     build; its "operations" are timeouts.
 ``bare-sleep``
-    The same loop as vmapsim's CPUs run it: the timeout they schedule (``sim.cpu.sleep``: the
-    same :class:`simpy.Timeout`, queued without ``env.timeout``'s layers of calls), resumed by
-    their process (``sim.cpu.LeanProcess``): the cheapest a processed SimPy event can be, so
-    the rate a model doing nothing but its events could reach.
+    The same loop as vmapsim's CPUs run it: the timeout they schedule
+    (``sim.engine.fastpath.sleep``: the same :class:`simpy.Timeout`, queued without
+    ``env.timeout``'s layers of calls), resumed by their process
+    (``sim.engine.fastpath.LeanProcess``): the cheapest a processed SimPy event can be, so the
+    rate a model doing nothing but its events could reach.
 ``peer-simpy/fix_size/64``
     ``test_vmalloc-fix_size`` at 64 CPUs written plainly on SimPy, locks as
     ``simpy.Resource`` (``benchmarks/peer.py``): the model a user would otherwise write.
@@ -37,7 +38,7 @@ Figures per case:
 
 ``events_per_op``, ``steps_per_op``
     SimPy events scheduled per operation, from SimPy's event-id counter (``env._eid``; a sleep
-    that a CPU skips, ``sim.cpu.skip``, uses up its id too), and events processed per
+    that a CPU skips, ``sim.engine.fastpath.skip``, uses up its id too), and events processed per
     operation (``env.step`` calls, counted in an extra untimed run): deterministic cost
     counters, where regressions show up without the machine's noise.
 ``ops_per_wall_s``, ``us_per_op``; ``ratio_to_bare_simpy``, ``ratio_to_peer``

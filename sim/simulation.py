@@ -18,7 +18,7 @@ import simpy
 
 from sim.config.schema import RunConfig
 from sim.engine.cpu import Cpu, IrqState
-from sim.engine.fastpath import Environment, LeanProcess
+from sim.engine.fastpath import Environment, LeanProcess, collector_tuned
 from sim.engine.machine import Machine
 from sim.engine.metrics import Metrics
 from sim.engine.stop import OpsLimitedMetrics
@@ -116,16 +116,17 @@ class Simulation:
         """Simulate warm-up and window, collect the window's metrics, then drain the run for
         the safety checker."""
         self.start_workload()
-        if self.config.warmup > 0:
-            self.env.process(self._warmup(self.config.warmup))
-        end = self.config.warmup + self.config.duration
-        if self.config.ops is None:
-            self._run_until(end, progress)
-        else:  # the window's ops-th operation, or the duration cap
-            self.env.run(until=self.env.any_of([self.metrics.done, self.env.timeout(end)]))
-        metrics = self.collect()
-        metrics.update(KINDS[self.config.workload.kind].metrics(self.control))
-        self.drain()
+        with collector_tuned():
+            if self.config.warmup > 0:
+                self.env.process(self._warmup(self.config.warmup))
+            end = self.config.warmup + self.config.duration
+            if self.config.ops is None:
+                self._run_until(end, progress)
+            else:  # the window's ops-th operation, or the duration cap
+                self.env.run(until=self.env.any_of([self.metrics.done, self.env.timeout(end)]))
+            metrics = self.collect()
+            metrics.update(KINDS[self.config.workload.kind].metrics(self.control))
+            self.drain()
         metrics.update(self.safety.metrics())
         return metrics
 

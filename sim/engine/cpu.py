@@ -81,6 +81,21 @@ class IrqState:
             self.fold()
         return done
 
+    def deliver_one(self, cpu: int, arrival: float, handler_ns: float,
+                    leftover_ns: float = 0.0, name: str = "irq") -> float:
+        """:meth:`deliver` to one CPU (a device interrupt), without one-element arrays: the
+        same values, in plain floats."""
+        start = max(arrival, float(self.busy_until[cpu]))
+        done = start + handler_ns
+        self.busy_until[cpu] = done
+        self.handlers[cpu].append((start, done, leftover_ns))
+        if self.tracer is not None:
+            self.tracer.handler(name, cpu, start, done)
+        self._delivered += 1
+        if self._delivered >= self.fold_every:
+            self.fold()
+        return done
+
     def fold(self) -> None:
         """Consume the ended handlers of every waiting CPU (what its :meth:`Cpu.waited` will
         do when the wait ends): a waiting CPU's charged work is zero until then, so keeping

@@ -70,3 +70,7 @@ class Metrics:
         self.purge_trylock_failures = 0
         self.alloc_walk_steps = 0
         self.lazy_pages_peak = 0
+
+    def count_op(self) -> None:
+        """One operation (vmalloc, vfree, vm_map_ram, vm_unmap_ram, set_memory_*()) done."""
+        self.ops += 1

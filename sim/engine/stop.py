@@ -20,16 +20,11 @@ class OpsLimitedMetrics(Metrics):
         self.done = env.event()
         self.limit = limit
         self.warmup = warmup
-        self._ops = 0
         super().__init__()
 
-    @property
-    def ops(self) -> int:
-        return self._ops
-
-    @ops.setter
-    def ops(self, value: int) -> None:
-        self._ops = value
+    def count_op(self) -> None:
+        self.ops += 1
         # window_start reaches warmup when the warm-up ends (Metrics.reset)
-        if value == self.limit and self.window_start >= self.warmup and not self.done.triggered:
+        if self.ops == self.limit and self.window_start >= self.warmup \
+                and not self.done.triggered:
             self.done.succeed()

@@ -110,6 +110,10 @@ class Tracer:
     def lock_wait(self, cpu: int, lock: str, begin: float, end: float) -> None:
         self.span(cpu, f"wait {lock}", "lock_wait", begin, end)
 
+    def handler(self, name: str, cpu: int, begin: float, end: float) -> None:
+        """An interrupt handler ``name`` run on ``cpu`` from ``begin`` to ``end``."""
+        self.span(IRQ_TID + cpu, name, "irq", begin, end)
+
     def handlers(self, name: str, targets: np.ndarray, starts: np.ndarray,
                  ends: np.ndarray) -> None:
         """Interrupt handlers ``name`` run on ``targets`` from ``starts`` to ``ends``."""

@@ -61,7 +61,7 @@ class KfreeRcuCpu:
             cpu.charge(c.page_alloc_ns)  # a new kvfree_rcu_bulk_data page
         self.pending.append(va)
         if self.monitor is None:  # schedule_delayed_work(&krcp->monitor_work, ...)
-            self.monitor = self._start(self.kfree_rcu_monitor(self.env.now + cpu.pending))
+            self.monitor = self._start(self.kfree_rcu_monitor(self.vm.now(cpu)))
 
     def _start(self, gen: Gen) -> simpy.Process:
         self.processes = [p for p in self.processes if p.is_alive]

@@ -224,7 +224,7 @@ class VmallocModel(LazyPurge):
         cpu.charge(nr_pages * per_page)
         metrics = self.metrics
         metrics.vmalloc.record(self.now(cpu) - began)
-        metrics.ops += 1
+        metrics.count_op()
         if self.tracer is not None:
             self.tracer.op(cpu.id, "vmalloc", began, self.now(cpu), nr_pages)
         return va
@@ -341,7 +341,7 @@ class VmallocModel(LazyPurge):
         cpu.charge(va.nr_pages * c.page_free_ns + 2 * c.kmalloc_ns)
         metrics = self.metrics
         metrics.vfree.record(self.now(cpu) - began)
-        metrics.ops += 1
+        metrics.count_op()
         if self.tracer is not None:
             self.tracer.op(cpu.id, "vfree", began, self.now(cpu), va.nr_pages)
 
@@ -476,6 +476,6 @@ class VmallocModel(LazyPurge):
         yield from self.flusher.flush_tlb_all(cpu)  # cpa_flush_range: flush_tlb_all()
         cpu.charge(nr_pages * c.clflush_page_ns)  # ... then clflush the pages
         self.metrics.set_memory.record(self.now(cpu) - began)
-        self.metrics.ops += 1
+        self.metrics.count_op()
         if self.tracer is not None:
             self.tracer.op(cpu.id, "set_memory", began, self.now(cpu), nr_pages)

@@ -371,7 +371,7 @@ def vm_map_ram(vm: VmallocModel, cpu: Cpu, count: int
         vm.vm_map_ram_failures += 1
     else:
         cpu.charge(count * c.map_page_ns)  # vmap_page_range
-    vm.metrics.ops += 1
+    vm.metrics.count_op()
     if vm.tracer is not None:
         vm.tracer.op(cpu.id, "vm_map_ram", began, vm.now(cpu), count, failed=ram is None)
     return ram
@@ -390,6 +390,6 @@ def vm_unmap_ram(vm: VmallocModel, cpu: Cpu, ram: VmapRam) -> Gen:
         del vm.areas[va.va_start]  # no longer a live area
         cpu.charge(ram.count * vm.costs.unmap_page_ns)  # unmap_vmap_area
         yield from vm.free_vmap_area_noflush(cpu, va)
-    vm.metrics.ops += 1
+    vm.metrics.count_op()
     if vm.tracer is not None:
         vm.tracer.op(cpu.id, "vm_unmap_ram", began, vm.now(cpu), ram.count)

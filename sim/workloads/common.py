@@ -84,4 +84,4 @@ def irq_noise(env: simpy.Environment, irq: IrqState, cpus: list[Cpu], noise: Irq
         switched_out = preempts.next() if preempts else 0.0
         if cpu.preempt_count:
             switched_out = 0.0
-        irq.deliver(np.array([cpu.id]), np.array([env.now]), lengths.next(), switched_out)
+        irq.deliver_one(cpu.id, env.now, lengths.next(), switched_out)
