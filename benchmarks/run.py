@@ -84,6 +84,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ import yaml  # noqa: E402
 from peer import PeerModel  # noqa: E402
 
 from sim.config.schema import RunConfig  # noqa: E402
-from sim.engine.fastpath import LeanProcess, sleep  # noqa: E402
+from sim.engine.fastpath import LeanProcess, collector_tuned, sleep  # noqa: E402
 from sim.mm.variants import presets  # noqa: E402
 from sim.simulation import Simulation  # noqa: E402
 
@@ -164,6 +165,9 @@ class Prepared:
     start: Callable[[], None]
     done: Callable[[], simpy.Event | float]
     summary: Callable[[], dict[str, Any]]
+    context: Callable[[], AbstractContextManager[None]] = nullcontext
+    """What the run goes on inside: vmapsim's runs, ``collector_tuned`` as in
+    ``Simulation.run``; the references, nothing."""
 
 
 @dataclass
@@ -266,7 +270,7 @@ def model_summary(sim: Simulation) -> dict[str, Any]:
 def build_vmapsim(workload: str, cpus: int, background: int | None, ops: int) -> Prepared:
     sim = Simulation(run_config(workload, cpus, background, ops), entropy=ENTROPY)
     return Prepared(sim.env, sim.start_workload, lambda: sim.metrics.done,
-                    lambda: model_summary(sim))
+                    lambda: model_summary(sim), collector_tuned)
 
 
 def build_peer(cpus: int, ops: int) -> Prepared:
@@ -303,7 +307,8 @@ def counted_steps(build: Callable[[], Prepared]) -> int:
 
     env.step = counting  # type: ignore[method-assign]
     prepared.start()
-    env.run(until=prepared.done())
+    with prepared.context():
+        env.run(until=prepared.done())
     return next(steps) - 1  # the last call raised StopSimulation: it processed the stop
 
 
@@ -314,7 +319,8 @@ def traced_peak(build: Callable[[], Prepared]) -> float:
     try:
         prepared = build()
         prepared.start()
-        prepared.env.run(until=prepared.done())
+        with prepared.context():
+            prepared.env.run(until=prepared.done())
         return tracemalloc.get_traced_memory()[1] / MIB
     finally:
         tracemalloc.stop()
@@ -328,7 +334,8 @@ def timed_run(build: Callable[[], Prepared]) -> Timing:
     setup = time.perf_counter() - t0
     gc.collect()
     t0, c0 = time.perf_counter(), time.process_time()
-    prepared.env.run(until=prepared.done())
+    with prepared.context():
+        prepared.env.run(until=prepared.done())
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     # every event scheduled since the environment was made (ids count from 0; the 4.x
     # internals this SimPy pin guarantees)
