@@ -325,10 +325,16 @@ class VmallocModel(LazyPurge):
         if self.find_unlink:
             yield from self.find_unlink_vmap_area(cpu, va)
         else:
-            yield from self.find_vmap_area(cpu, va.va_start)
+            # find_vmap_area(cpu, va->va_start), written out: called, it adds a generator
+            # level to every resume of a contended lock (2.3% more instructions per operation
+            # on seed-i915 at 64 CPUs, callgrind)
+            lock = self.busy_tree_lock(va.va_start)
+            yield from cpu.spin_lock(lock)
+            self.areas[va.va_start]  # noqa: B018 (the lookup: KeyError if the area is not live)
+            cpu.charge(c.lock_acquire_ns + self.busy_rbtree_ns(va.va_start))
+            yield from cpu.spin_unlock(lock)
             # remove_vm_area: va->vm = NULL; va->flags &= ~VM_VM_AREA under vmap_area_lock
             # (6.9: the same node's busy.lock)
-            lock = self.busy_tree_lock(va.va_start)
             yield from cpu.spin_lock(lock)
             va.flags &= ~VM_VM_AREA
             del self.areas[va.va_start]
