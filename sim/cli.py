@@ -1,5 +1,5 @@
 """The ``vmapsim`` command: run, check and list experiments; report an output directory;
-search a capacity.
+search a capacity; verify variants by schedule exploration.
 
 Exit codes: 0 success, 1 a run failed or the output could not be written mid-run (a full
 disk: finished runs are kept), 2 bad input, an output directory that cannot be written or one
@@ -10,6 +10,7 @@ holding another experiment's runs (one line on stderr, no traceback), 130 interr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,15 @@ from sim.experiment.executors import EXECUTORS, default_jobs
 from sim.experiment.experiment import Experiment, load_experiment
 from sim.experiment.progress import on_terminal
 from sim.experiment.runner import ExperimentResult, run_experiment
+from sim.experiment.verify import (
+    DEFAULT_BUDGET,
+    MAX_BUDGET,
+    format_report,
+    pick_scenarios,
+    targets,
+    to_json,
+    verify_all,
+)
 from sim.mm.variants import presets
 from sim.results.plots import available as plots_available
 from sim.results.report import REPORT, format_table, report_directory
@@ -105,6 +115,24 @@ def _parser() -> argparse.ArgumentParser:
     capacity.add_argument("--no-report", action="store_true",
                           help="write the tables only (no plots, no report.md)")
     capacity.add_argument("-q", "--quiet", action="store_true")
+
+    verify = sub.add_parser(
+        "verify", help="explore the schedules of small racing scenarios: is a variant safe?",
+        description="Run every scenario of workloads/scenarios/ under many perturbed "
+                    "schedules and report each safety violation found, with its shortest "
+                    "counterexample. Exit 0: nothing found within the budget; 1: a violation "
+                    "was found; 2: bad input.")
+    verify.add_argument("targets", nargs="+", metavar="VARIANT|EXPERIMENT",
+                        help="a preset, a YAML file of one proposal mapping, or an experiment "
+                             "(file or built-in name) whose variants are verified")
+    verify.add_argument("--budget", type=int, default=DEFAULT_BUDGET, metavar="N",
+                        help=f"schedules per scenario (default {DEFAULT_BUDGET})")
+    verify.add_argument("--seed", type=int, default=0, metavar="S")
+    verify.add_argument("--scenario", action="append", default=[], metavar="NAME",
+                        help="only this scenario (repeatable; default: all)")
+    verify.add_argument("--json", metavar="FILE", help="also write the verdicts as JSON")
+    verify.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                        help="variants verified in parallel (default 1)")
 
     lister = sub.add_parser("list", help="list built-in catalog entries")
     lister.add_argument("what", choices=["cpus", "workloads", "variants", "experiments"])
@@ -272,6 +300,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    if not 1 <= args.budget <= MAX_BUDGET:
+        raise ConfigError(f"--budget expects 1 to {MAX_BUDGET} schedules per scenario, found "
+                          f"{args.budget}", "command line")
+    if args.jobs < 1:
+        raise ConfigError(f"-j expects at least 1 worker, found {args.jobs}", "command line")
+    variants = targets(args.targets)
+    chosen = pick_scenarios(args.scenario)
+    reports = verify_all(variants, args.budget, args.seed, chosen, args.jobs)
+    for report in reports:
+        print("\n".join(format_report(report)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            [to_json(r, args.budget, args.seed) for r in reports], indent=1) + "\n")
+    return 0 if all(r.safe for r in reports) else 1
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "variants":
         for name, fields in presets().items():
@@ -287,7 +332,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"run": cmd_run, "check": cmd_check, "list": cmd_list, "capacity": cmd_capacity,
-               "report": cmd_report}[args.command]
+               "report": cmd_report, "verify": cmd_verify}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:

@@ -73,7 +73,9 @@ def stream(entropy: tuple[int, ...], purpose: str, *key: int) -> np.random.Gener
 class Simulation:
     """The assembled model of one run; exposed for tests that drive it step by step."""
 
-    def __init__(self, config: RunConfig, entropy: tuple[int, ...]) -> None:
+    def __init__(self, config: RunConfig, entropy: tuple[int, ...],
+                 cpu_type: type[Cpu] = Cpu) -> None:
+        """``cpu_type``: the class of the CPUs (schedule exploration perturbs them)."""
         self.config = config
         self.env = Environment()
         self.machine = Machine(config.machine, config.cpus)
@@ -81,7 +83,7 @@ class Simulation:
             OpsLimitedMetrics(self.env, config.ops, config.warmup)
         self.safety = SafetyChecker()
         self.irq = IrqState(config.cpus)
-        self.cpus = [Cpu(self.env, i, self.machine.socket_of(i), self.irq)
+        self.cpus = [cpu_type(self.env, i, self.machine.socket_of(i), self.irq)
                      for i in range(config.cpus)]
         self.flusher = TlbFlusher(self.machine, self.irq, self.metrics, self.safety)
         self.vm = VmallocModel(self.env, self.machine, config.variant, config.lazy_max_pages,

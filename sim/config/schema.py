@@ -409,6 +409,22 @@ class Variant(Strict):
 
 # --- a resolved run -------------------------------------------------------------------------
 
+class Scenario(Strict):
+    """A small adversarial run for ``vmapsim verify`` (workloads/scenarios/): a few CPUs and
+    areas, and a ``lazy_max_pages`` small enough that purges race with everything else."""
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    races: list[str] = Field(default_factory=list,
+                             description="the racing paths the scenario puts together")
+    machine: str = "desktop-8c16t"
+    cpus: int = Field(default=2, ge=2, le=8)
+    lazy_max_pages: int = Field(default=4, ge=1, le=1 << 20)
+    duration: PositiveTimeNs = Field(default=200e3, le=10e6,
+                                     description="simulated time of one schedule (at most 10ms)")
+    workload: dict[str, Any]
+
+
 class RunConfig(Strict):
     """Everything one simulation needs; a pure function of this plus the seed gives the result."""
 

@@ -167,7 +167,8 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     _apply_overrides(base, late, origins, raw_sweep)
     sweep = parse_sweep(raw_sweep, origins, top.seed)
     _check_sweep_keys(sweep, origins)
-    variants = [_variant(entry, origins, ("variants", i)) for i, entry in enumerate(top.variants)]
+    variants = [validated_variant(entry, origins, ("variants", i))
+                for i, entry in enumerate(top.variants)]
     names = [v["name"] for v in variants]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -247,7 +248,8 @@ def _check_sweep_keys(sweep: Sweep, origins: Origins) -> None:
                                 "workload.<key>", sweep.key_path(key))
 
 
-def _variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]:
+def validated_variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]:
+    """A preset name or a proposal mapping, resolved and validated (its defaults filled)."""
     data = resolve_variant(entry, origins, path)
     try:
         return Variant.model_validate(data).model_dump(mode="json")

@@ -90,6 +90,12 @@ class SafetyChecker:
         self._longest = max(self._longest, va.va_end - va.va_start)
         self._lazy[va.ident] = va
 
+    def published(self, va: VmapArea, now: float) -> None:
+        """The lazily freed ``va`` is on the lazy list (or tree) from ``now``: a purge that
+        starts later takes it. A lock-based publish (5.11's purge tree, 6.9's node trees)
+        may wait for its lock after the free began."""
+        va.published_at = now
+
     def vb_freed(self, va: VmapArea, now: float, cpu: int) -> None:
         """``vb_free``: a ``vm_map_ram()`` range of a vmap block unmapped without a flush (its
         block's dirty range widened). It is unflushed, as a lazily freed area is, until a flush
@@ -97,7 +103,7 @@ class SafetyChecker:
         allocation may overlap it. It is not lazily freed: its space comes back with its
         block's area, which is."""
         va.log(now, cpu, "vb_free")
-        va.freed_lazily_at = now
+        va.freed_lazily_at = va.published_at = now
         self._unflushed[va.ident] = va
         insort(self._starts, (va.va_start, va.ident))
         self._longest = max(self._longest, va.va_end - va.va_start)
@@ -122,12 +128,17 @@ class SafetyChecker:
             self._starts = [entry for entry in self._starts if entry[1] not in gone]
 
     def vm_unmap_aliases_returned(self, called: float, now: float, cpu: int) -> None:
-        for va in self._unflushed.values():
-            if va.freed_lazily_at < called:
+        """``vm_unmap_aliases()`` called at ``called`` returns: every area whose lazy free was
+        over (published) before the call must be flushed. A free still in progress on another
+        CPU at the call is concurrent with it, and its pages are not the caller's."""
+        for va in self._unflushed.values():  # in lazy-free order; published no earlier
+            if va.freed_lazily_at >= called:
+                break
+            if va.published_at is not None and va.published_at < called:
                 self.violation("unmap_aliases_unflushed", now, [cpu, va.cpu], va,
                                f"vm_unmap_aliases() on CPU{cpu} returned with an area lazily "
                                "freed before the call still unflushed")
-            break  # in lazy-free order: the oldest decides
+                break
 
     def read(self, va: VmapArea, now: float, cpu: int, what: str) -> None:
         """A CPU reads ``va``'s fields."""

@@ -394,11 +394,13 @@ class VmallocModel(LazyPurge):
             nr_lazy = self.atomic_lazy_nr(cpu, va.va_end - va.va_start)
             self.safety.lazily_freed(va, self.env.now, cpu.id)
             yield from self.lazy.publish(self, cpu, va)
+            self.safety.published(va, self.env.now)
         else:
             # va->flags |= VM_LAZY_FREE; [llist_add(...);] atomic_add(nr, &vmap_lazy_nr)
             self.safety.lazily_freed(va, self.env.now, cpu.id)
             yield from self.lazy.publish(self, cpu, va)
             yield from cpu.settle()  # the area is visible to purgers from here on
+            self.safety.published(va, self.env.now)
             self.safety.read(va, self.env.now, cpu.id, "read va->va_end - va->va_start")
             nr_lazy = self.atomic_lazy_nr(cpu, va.va_end - va.va_start)
         if nr_lazy > self.lazy_max_pages:

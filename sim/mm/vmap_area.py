@@ -18,7 +18,7 @@ class VmapArea:
     """
 
     __slots__ = ("va_start", "va_end", "flags", "cpu", "nr_pages", "ident", "history",
-                 "freed_lazily_at", "freed_at", "freed_by", "subtracted")
+                 "freed_lazily_at", "published_at", "freed_at", "freed_by", "subtracted")
 
     def __init__(self, va_start: int, va_end: int, cpu: int, ident: int) -> None:
         self.va_start = va_start
@@ -30,6 +30,9 @@ class VmapArea:
         self.ident = ident
         self.history: list[tuple[float, int, str]] = []
         self.freed_lazily_at: float | None = None
+        """When ``free_vmap_area_noflush`` began lazily freeing it (its PTEs already cleared)."""
+        self.published_at: float | None = None
+        """When a purger could first find it (its lazy-list publish done): the free is over."""
         self.freed_at: float | None = None
         self.freed_by = -1
         self.subtracted = False

@@ -1,0 +1,413 @@
+"""Is a variant safe whatever the interleaving? Schedule exploration of small scenarios.
+
+A statistical run sees only the interleavings its timing happens to produce; an unsafe ordering
+that needs a purge inside a narrow window (``wilson-2016-v1``'s use-after-free) may never show.
+``vmapsim verify`` runs small adversarial scenarios (``workloads/scenarios/*.yaml``: 2-4 CPUs,
+few areas, purges every few frees) under many schedules and reports every violation the safety
+checker (sim/mm/safety.py) sees, with the shortest counterexample found.
+
+A schedule perturbs the timing at the model's shared-state steps: every lock acquisition and
+release, every lock-free publish or atomic and every flush start and end settles the CPU's
+clock (``Cpu._step_end``), and :class:`ExploredCpu` inserts a delay there. Delays follow PCT
+(Burckhardt et al., "A Randomized Scheduler with Probabilistic Guarantees of Finding Bugs",
+ASPLOS 2010): each CPU gets a random priority, a lower one delaying each of its steps by more
+(``rank * quantum``), and at ``depth - 1`` random change points the CPU taking that step drops
+to the lowest priority; a bug of depth d among n steps is found with probability at least
+1/(n k^(d-1)) per schedule on k CPUs. Each step may also take a random delay (log-uniform from
+10 ns to 100 us: an interrupt, a preemption, a cache miss storm). Schedule 0 of each scenario
+runs unperturbed. A delay is time a real CPU can lose anywhere (interrupts, NMIs, a hypervisor),
+so every explored schedule is one a machine can show.
+
+Besides the checker's kinds, a schedule may end in ``model_assumption`` (the model's own code
+raised: a composition broke an assumption it makes, such as two purges owning one structure;
+reported, never a crash) or ``no_progress`` (more than ``EVENT_CAP`` events: a livelock, such
+as a drain loop that never gets ``vmap_lazy_nr`` below its limit).
+
+Deterministic: the report is a pure function of the variants, scenarios, budget and seed.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from sim.config.loader import (
+    ConfigError,
+    Origins,
+    catalog_dir,
+    catalog_names,
+    did_you_mean,
+    load_reference,
+    load_yaml,
+)
+from sim.config.schema import RunConfig, Scenario
+from sim.engine.cpu import Cpu
+from sim.experiment.experiment import load_experiment, validated_variant
+from sim.experiment.validation import config_error
+from sim.mm.safety import KINDS as CHECKER_KINDS
+from sim.mm.variants import presets
+from sim.simulation import Simulation
+
+DEFAULT_BUDGET = 200
+"""Schedules per scenario and variant."""
+MAX_BUDGET = 1_000_000
+EVENT_CAP = 20_000
+"""Processed SimPy events after which a schedule counts as ``no_progress`` (the built-in
+scenarios process at most about 3,000)."""
+DELAY_P = 0.2
+"""Chance that a step takes a random delay besides its priority's."""
+DELAY_NS = (10.0, 100e3)
+"""Range of the random delays (log-uniform)."""
+QUANTUM_NS = (10.0, 10e3)
+"""Range of the per-schedule priority quantum (log-uniform)."""
+DEPTHS = (1, 2, 3)
+"""PCT bug depths, taken in turn by the schedules of a scenario."""
+KINDS = (*CHECKER_KINDS, "model_assumption", "no_progress")
+
+
+class NoProgress(Exception):
+    """A schedule processed more than ``EVENT_CAP`` events."""
+
+
+@dataclass
+class Schedule:
+    """The delays of one explored schedule (see the module docstring)."""
+
+    rng: np.random.Generator
+    ranks: list[int]
+    quantum: float
+    change_points: frozenset[int]
+    perturbed: bool = True
+    steps: int = 0
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, ncpus: int, steps: int, depth: int) -> Schedule:
+        """Random priorities, a quantum, and ``depth - 1`` change points among ``steps``."""
+        ranks = rng.permutation(ncpus).tolist()
+        quantum = math.exp(rng.uniform(*np.log(QUANTUM_NS)))
+        points = frozenset(rng.integers(1, max(steps, 1) + 1, depth - 1).tolist())
+        return cls(rng, ranks, quantum, points)
+
+    @classmethod
+    def plain(cls, ncpus: int) -> Schedule:
+        """No delays: the scenario as it runs by itself (and its step count)."""
+        return cls(np.random.default_rng(0), [0] * ncpus, 0.0, frozenset(), perturbed=False)
+
+    def delay(self, cpu: int) -> float:
+        """The delay of ``cpu``'s next shared-state step."""
+        self.steps += 1
+        if not self.perturbed:
+            return 0.0
+        if self.steps in self.change_points:  # this CPU drops to the lowest priority
+            self.ranks[cpu] = max(self.ranks) + 1
+        delay = self.ranks[cpu] * self.quantum
+        if self.rng.random() < DELAY_P:
+            delay += math.exp(self.rng.uniform(*np.log(DELAY_NS)))
+        return delay
+
+
+class ExploredCpu(Cpu):
+    """A CPU whose every shared-state step first loses the delay its schedule gives it."""
+
+    __slots__ = ("schedule",)
+
+    def _step_end(self) -> float:
+        self.pending += self.schedule.delay(self.id)
+        return super()._step_end()
+
+
+@dataclass
+class Outcome:
+    """What one schedule of one scenario showed: the first example of each violation kind."""
+
+    scenario: str
+    schedule: int
+    cpus: int
+    duration: float
+    steps: int
+    found: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# --- scenarios --------------------------------------------------------------------------------
+
+def scenario_files() -> list[Path]:
+    return sorted((catalog_dir("workloads") / "scenarios").glob("*.yaml"))
+
+
+def load_scenario(path: Path) -> tuple[Scenario, dict[str, Any]]:
+    """A scenario file, validated: the scenario and its machine profile."""
+    doc = load_yaml(path)
+    origins = Origins(default_file=doc.file)
+    origins.add((), doc.file, doc.lines)
+    try:
+        scenario = Scenario.model_validate(doc.data)
+    except ValidationError as exc:
+        raise config_error(exc, doc.data, Scenario, origins) from None
+    machine = load_reference("cpus", scenario.machine, path.parent, origins, ("machine",))
+    return scenario, machine.data
+
+
+def scenarios() -> list[tuple[Scenario, dict[str, Any]]]:
+    return [load_scenario(path) for path in scenario_files()]
+
+
+# --- running one schedule ---------------------------------------------------------------------
+
+def run_config(variant: dict[str, Any], scenario: Scenario, machine: dict[str, Any],
+               cpus: int, duration: float) -> RunConfig:
+    return RunConfig.model_validate({
+        "machine": machine, "workload": {"name": scenario.name, **scenario.workload},
+        "variant": variant, "cpus": cpus, "lazy_max_pages": scenario.lazy_max_pages,
+        "duration": duration, "warmup": 0})
+
+
+def run_schedule(variant: dict[str, Any], scenario: Scenario, machine: dict[str, Any],
+                 index: int, seed: int, steps: int = 0, cpus: int | None = None,
+                 duration: float | None = None, tracer: Any = None) -> Outcome:
+    """Schedule ``index`` of a scenario (0: unperturbed); ``cpus``/``duration`` shrink it."""
+    cpus = cpus or scenario.cpus
+    duration = duration or scenario.duration
+    config = run_config(variant, scenario, machine, cpus, duration)
+    sim = Simulation(config, (seed, index), cpu_type=ExploredCpu)
+    rng = np.random.default_rng([seed, index, cpus])
+    schedule = Schedule.plain(cpus) if index == 0 else \
+        Schedule.draw(rng, cpus, steps, DEPTHS[index % len(DEPTHS)])
+    for cpu in sim.cpus:
+        cpu.schedule = schedule
+    if tracer is not None:
+        sim.attach(tracer)
+    _cap_events(sim)
+    outcome = Outcome(scenario.name, index, cpus, duration, 0)
+    try:
+        sim.run()
+    except NoProgress:
+        outcome.found["no_progress"] = {
+            "time_ns": sim.env.now, "what": f"more than {EVENT_CAP} events without the run "
+            "ending (a livelock: the drain or a purge loop never finishes)"}
+    except Exception as exc:  # a composition broke an assumption of the model's own code
+        outcome.found["model_assumption"] = {
+            "time_ns": sim.env.now, "what": f"{type(exc).__name__}: {exc}",
+            "where": _where(exc)}
+    outcome.found.update({kind: example for kind, example in sim.safety.examples.items()
+                          if kind not in outcome.found})
+    outcome.steps = schedule.steps
+    return outcome
+
+
+def _cap_events(sim: Simulation) -> None:
+    """Make the run raise :class:`NoProgress` past ``EVENT_CAP`` processed events."""
+    step, count = sim.env.step, iter(range(EVENT_CAP))
+
+    def counted() -> None:
+        if next(count, None) is None:
+            raise NoProgress
+        step()
+
+    sim.env.step = counted  # type: ignore[method-assign]
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of the model where ``exc`` was raised: file:line in function
+    (SimPy raises a failed process's exception again from ``step``, the original as its
+    ``__cause__``)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "/sim/" in f.filename and not f.filename.endswith("verify.py")]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f"{frame.filename.split('/sim/', 1)[1]}:{frame.lineno} in {frame.name}"
+
+
+# --- exploring ----------------------------------------------------------------------------------
+
+@dataclass
+class Finding:
+    """The first and the shortest counterexample of one violation kind."""
+
+    kind: str
+    first_schedule: int  # schedules tried, over all scenarios, when it was first seen
+    counterexample: Outcome
+
+    def time(self) -> float:
+        return float(self.counterexample.found[self.kind].get("time_ns", math.inf))
+
+
+@dataclass
+class VariantReport:
+    variant: str
+    schedules: int = 0
+    findings: dict[str, Finding] = field(default_factory=dict)
+
+    @property
+    def safe(self) -> bool:
+        return not self.findings
+
+
+def explore(variant: dict[str, Any], budget: int = DEFAULT_BUDGET, seed: int = 0,
+            chosen: list[tuple[Scenario, dict[str, Any]]] | None = None,
+            progress: Callable[[int], None] | None = None) -> VariantReport:
+    """Every scenario under ``budget`` schedules; the shortest counterexample of each kind,
+    then minimized."""
+    report = VariantReport(variant["name"])
+    for scenario, machine in chosen if chosen is not None else scenarios():
+        for outcome in _schedules(variant, scenario, machine, budget, seed):
+            report.schedules += 1
+            for kind in outcome.found:
+                known = report.findings.get(kind)
+                found = Finding(kind, report.schedules, outcome)
+                if known is None:
+                    report.findings[kind] = found
+                elif found.time() < known.time():
+                    known.counterexample = outcome
+            if progress is not None:
+                progress(1)
+    for finding in report.findings.values():
+        finding.counterexample = minimize(variant, finding.kind, finding.counterexample, seed,
+                                          chosen)
+    return report
+
+
+def _schedules(variant: dict[str, Any], scenario: Scenario, machine: dict[str, Any],
+               budget: int, seed: int) -> Iterator[Outcome]:
+    plain = run_schedule(variant, scenario, machine, 0, seed)
+    yield plain
+    for index in range(1, budget):
+        yield run_schedule(variant, scenario, machine, index, seed, plain.steps)
+
+
+def minimize(variant: dict[str, Any], kind: str, outcome: Outcome, seed: int,
+             chosen: list[tuple[Scenario, dict[str, Any]]] | None = None) -> Outcome:
+    """Shrink a counterexample while its violation stays: fewer CPUs, then a shorter run (the
+    workload stops issuing sooner: fewer operations before the violation)."""
+    scenario, machine = next((s, m) for s, m in (chosen if chosen is not None else scenarios())
+                             if s.name == outcome.scenario)
+
+    def again(cpus: int, duration: float) -> Outcome | None:
+        tried = run_schedule(variant, scenario, machine, outcome.schedule, seed,
+                             outcome.steps, cpus, duration)
+        return tried if kind in tried.found else None
+
+    best = outcome
+    while best.cpus > 2 and (fewer := again(best.cpus - 1, best.duration)) is not None:
+        best = fewer
+    for _ in range(8):
+        shorter = again(best.cpus, best.duration / 2)
+        if shorter is None:
+            break
+        best = shorter
+    return best
+
+
+def targets(names: list[str]) -> list[dict[str, Any]]:
+    """The variants ``vmapsim verify`` names, each once, in order: a preset, a YAML file of one
+    proposal mapping (``{name: my-idea, base: linux-4.7, purge_lock: none}``), or an
+    experiment (a file or a built-in name) whose variants are taken."""
+    variants: dict[str, dict[str, Any]] = {}
+    for name in names:
+        for variant in _named(name):
+            variants.setdefault(variant["name"], variant)
+    return list(variants.values())
+
+
+def _named(name: str) -> list[dict[str, Any]]:
+    if name in presets():
+        return [validated_variant(name, Origins(), ())]
+    path = Path(name)
+    if path.is_file():
+        doc = load_yaml(path)
+        if "variants" in doc.data or "workload" in doc.data:
+            return load_experiment(path).variants
+        origins = Origins(default_file=doc.file)
+        origins.add((), doc.file, doc.lines)
+        return [validated_variant(doc.data, origins, ())]
+    if name in catalog_names("experiments"):
+        return load_experiment(name).variants
+    known = list(presets()) + catalog_names("experiments")
+    raise ConfigError(f"expected a variant, a proposal file or an experiment, found "
+                      f"'{name}'{did_you_mean(name, known)}", "command line")
+
+
+def pick_scenarios(names: list[str]) -> list[tuple[Scenario, dict[str, Any]]]:
+    """The built-in scenarios named (all without names)."""
+    every = scenarios()
+    if not names:
+        return every
+    known = [s.name for s, _ in every]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"unknown scenario '{name}'{did_you_mean(name, known)} "
+                              f"(known: {', '.join(known)})", "--scenario")
+    return [(s, m) for s, m in every if s.name in names]
+
+
+# --- the report -------------------------------------------------------------------------------
+
+def to_json(report: VariantReport, budget: int, seed: int) -> dict[str, Any]:
+    """A variant's verdict: per violation kind, whether found, after how many schedules, and
+    its shortest counterexample (scenario, schedule, CPUs, duration, the checker's example)."""
+    kinds = {}
+    for kind in KINDS:
+        finding = report.findings.get(kind)
+        if finding is None:
+            kinds[kind] = {"found": False}
+            continue
+        c = finding.counterexample
+        kinds[kind] = {"found": True, "first_found_after": finding.first_schedule,
+                       "counterexample": {"scenario": c.scenario, "schedule": c.schedule,
+                                          "cpus": c.cpus, "duration_ns": c.duration,
+                                          "seed": seed, "example": c.found[kind]}}
+    return {"variant": report.variant, "safe": report.safe, "schedules": report.schedules,
+            "budget_per_scenario": budget, "seed": seed, "kinds": kinds}
+
+
+def steps_text(example: dict[str, Any]) -> list[str]:
+    """The area's history as numbered steps per CPU: ``CPU1 #3 at 12.345us: __free_vmap_area``."""
+    numbers: dict[int, int] = {}
+    lines = []
+    for now, cpu, what in example.get("steps", []):
+        numbers[cpu] = numbers.get(cpu, 0) + 1
+        lines.append(f"    CPU{cpu} #{numbers[cpu]} at {now / 1e3:.3f}us: {what}")
+    return lines
+
+
+def format_report(report: VariantReport) -> list[str]:
+    """A variant's verdict for the terminal, with each counterexample's steps."""
+    if report.safe:
+        return [f"{report.variant}: safe within {report.schedules} schedules"]
+    lines = [f"{report.variant}: UNSAFE ({', '.join(report.findings)}) "
+             f"in {report.schedules} schedules"]
+    for kind, finding in report.findings.items():
+        c = finding.counterexample
+        example = c.found[kind]
+        area = example.get("area")
+        where = f" [{area[0]:#x}, {area[1]:#x})" if area else ""
+        lines.append(f"  {kind}: first after {finding.first_schedule} schedules; shortest: "
+                     f"scenario {c.scenario}, schedule {c.schedule}, {c.cpus} CPUs, "
+                     f"{c.duration / 1e3:g}us")
+        lines.append(f"    at {example.get('time_ns', 0.0) / 1e3:.3f}us{where}: "
+                     f"{example.get('what', '')}"
+                     + (f" ({example['where']})" if example.get("where") else ""))
+        lines += steps_text(example)
+    return lines
+
+
+def verify_all(variants: list[dict[str, Any]], budget: int, seed: int,
+               chosen: list[tuple[Scenario, dict[str, Any]]], jobs: int = 1
+               ) -> list[VariantReport]:
+    """:func:`explore` each variant, ``jobs`` at a time in worker processes; the reports in
+    the order of ``variants`` (each is a pure function of its inputs)."""
+    if jobs == 1 or len(variants) == 1:
+        return [explore(v, budget, seed, chosen) for v in variants]
+    with ProcessPoolExecutor(min(jobs, len(variants))) as pool:
+        return list(pool.map(explore, variants, repeat(budget), repeat(seed), repeat(chosen)))

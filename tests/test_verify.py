@@ -1,0 +1,153 @@
+"""``vmapsim verify``: schedule exploration finds every unsafe preset and composition with the
+default budget, deterministically, reports a broken model assumption as a violation (never a
+crash), finds a deliberately injected bug and minimizes its counterexample, and reports the
+safe presets safe."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sim.cli import main
+from sim.config.loader import ConfigError, Origins
+from sim.experiment.experiment import validated_variant
+from sim.experiment.verify import (
+    Schedule,
+    explore,
+    minimize,
+    pick_scenarios,
+    run_schedule,
+    scenarios,
+    targets,
+    to_json,
+)
+from sim.mm.purge import LazyPurge
+
+README_PROPOSAL = {"name": "my-idea", "base": "linux-4.7", "purge_lock": "none",
+                   "free_lock_break": 32}
+
+
+def variant(entry: str | dict[str, Any]) -> dict[str, Any]:
+    return validated_variant(entry, Origins(), ())
+
+
+@pytest.mark.parametrize(("entry", "kind"), [
+    ("wilson-2016-v1", "use_after_free"),
+    ("linux-4.5", "use_after_free"),  # the "very long-standing problem" of the 2016 review
+    ("pen-2016-no-purge-lock", "unmap_aliases_unflushed"),
+    ("fernandes-2016-refcount", "unmap_aliases_unflushed"),
+    (README_PROPOSAL, "unmap_aliases_unflushed"),
+    ({"name": "5.11-without-purge-lock", "base": "linux-5.11", "purge_lock": "none"},
+     "unmap_aliases_unflushed"),
+], ids=lambda e: e if isinstance(e, str) else e.get("name") if isinstance(e, dict) else e)
+def test_every_unsafe_variant_is_found_within_the_default_budget(entry, kind: str) -> None:
+    report = explore(variant(entry))
+    assert kind in report.findings, sorted(report.findings)
+    example = report.findings[kind].counterexample.found[kind]
+    assert example["what"]
+
+
+def test_a_broken_model_assumption_is_a_violation_with_where_it_broke() -> None:
+    report = explore(variant({"name": "c", "base": "linux-6.9", "purge_lock": "none"}),
+                     budget=60)
+    example = report.findings["model_assumption"].counterexample.found["model_assumption"]
+    assert example["what"].startswith("IndexError")
+    assert example["where"].startswith("mm/node_purge.py:")
+
+
+SAFE = ["linux-4.7", "linux-4.10", "linux-5.4", "linux-5.11", "linux-5.18", "linux-6.9"]
+
+
+@pytest.mark.parametrize("name", SAFE)
+def test_the_safe_presets_report_nothing(name: str) -> None:
+    report = explore(variant(name), budget=80)
+    assert report.safe, {k: f.counterexample.found[k] for k, f in report.findings.items()}
+    assert report.schedules == 80 * len(scenarios())
+
+
+@pytest.mark.skipif(not os.environ.get("VMAPSIM_SLOW"), reason="slow: set VMAPSIM_SLOW=1")
+@pytest.mark.parametrize("name", SAFE)
+def test_the_safe_presets_report_nothing_over_a_large_budget(name: str) -> None:
+    """About a minute per preset: 2,000 schedules of each scenario."""
+    assert explore(variant(name), budget=2000).safe
+
+
+def test_the_report_is_a_function_of_its_inputs() -> None:
+    chosen = pick_scenarios(["noflush-vs-purge"])
+    first = to_json(explore(variant("wilson-2016-v1"), 60, 7, chosen), 60, 7)
+    again = to_json(explore(variant("wilson-2016-v1"), 60, 7, chosen), 60, 7)
+    assert first == again
+    assert to_json(explore(variant("wilson-2016-v1"), 60, 8, chosen), 60, 8) != first
+
+
+def test_an_injected_bug_is_found_and_its_counterexample_minimized(monkeypatch) -> None:
+    """A copy of the purge that frees the areas before it flushes them: a range can then be
+    handed out again while stale TLB entries still map it."""
+    original = LazyPurge.purge_lazy_list
+
+    def free_then_flush(self, cpu, start, end, force_flush):
+        nodes = yield from self.lazy.collect(self, cpu)
+        valist = [va for node in nodes for va in node]
+        if valist:
+            self._subtract_lazy(cpu, valist)
+            yield from self.free_loop(cpu, nodes, False)
+            yield from self.flusher.flush_tlb_kernel_range(
+                cpu, min(va.va_start for va in valist), max(va.va_end for va in valist))
+        return valist, len(nodes)
+
+    safe = explore(variant("linux-4.7"), budget=40)
+    assert safe.safe
+    monkeypatch.setattr(LazyPurge, "purge_lazy_list", free_then_flush)
+    broken = explore(variant("linux-4.7"), budget=40)
+    assert "reuse_before_flush" in broken.findings
+    found = broken.findings["reuse_before_flush"].counterexample
+    scenario, machine = pick_scenarios([found.scenario])[0]
+    assert found.cpus <= scenario.cpus and found.duration <= scenario.duration
+    again = run_schedule(variant("linux-4.7"), scenario, machine, found.schedule, 0,
+                         found.steps, found.cpus, found.duration)
+    assert again.found["reuse_before_flush"] == found.found["reuse_before_flush"]
+    assert minimize(variant("linux-4.7"), "reuse_before_flush", found, 0).duration \
+        <= found.duration
+    monkeypatch.setattr(LazyPurge, "purge_lazy_list", original)
+
+
+def test_a_change_point_drops_the_cpu_to_the_lowest_priority() -> None:
+    schedule = Schedule(np.random.default_rng(0), [0, 1, 2], 100.0, frozenset({2}))
+    schedule.rng = np.random.default_rng(0)
+    schedule.delay(0)  # step 1: CPU0 still highest
+    assert schedule.ranks[0] == 0
+    schedule.delay(0)  # step 2: the change point
+    assert schedule.ranks[0] == 3 and schedule.steps == 2
+    assert Schedule.plain(2).delay(1) == 0.0
+
+
+def test_targets_take_presets_proposal_files_and_experiments(tmp_path: Path) -> None:
+    proposal = tmp_path / "mine.yaml"
+    proposal.write_text("name: mine\nbase: linux-4.7\npurge_lock: none\n")
+    names = [v["name"] for v in targets(["linux-4.7", str(proposal), "seed", "linux-4.7"])]
+    assert names == ["linux-4.7", "mine", "linux-4.5"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nbase: linux-4.7\npurge_lock: sometimes\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:3.*purge_lock"):
+        targets([str(bad)])
+
+
+def test_the_command_exits_0_safe_1_unsafe_2_bad_input(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "verdicts.json"
+    assert main(["verify", "linux-4.7", "--budget", "5", "--scenario", "noflush-vs-purge"]) == 0
+    assert "linux-4.7: safe within 5 schedules" in capsys.readouterr().out
+    assert main(["verify", "wilson-2016-v1", "--scenario", "noflush-vs-purge",
+                 "--json", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert "wilson-2016-v1: UNSAFE" in text and "CPU" in text
+    verdict = json.loads(out.read_text())[0]
+    assert verdict["safe"] is False and verdict["kinds"]["use_after_free"]["found"]
+    for bad in (["verify", "no-such-variant"], ["verify", "linux-4.7", "--budget", "0"],
+                ["verify", "linux-4.7", "--scenario", "nope"], ["verify", "linux-4.7", "-j", "0"]):
+        assert main(bad) == 2
+        assert "Traceback" not in capsys.readouterr().err
