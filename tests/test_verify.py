@@ -151,3 +151,13 @@ def test_the_command_exits_0_safe_1_unsafe_2_bad_input(tmp_path: Path, capsys) -
                 ["verify", "linux-4.7", "--scenario", "nope"], ["verify", "linux-4.7", "-j", "0"]):
         assert main(bad) == 2
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_bad_scenario_file_is_one_line_naming_its_line(tmp_path: Path) -> None:
+    from sim.experiment.verify import load_scenario
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ncpus: 1\nworkload: {kind: vmalloc_loop, size: {dist: fixed, "
+                   "value: 1}}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:2.*cpus"):
+        load_scenario(bad)
