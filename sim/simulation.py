@@ -21,7 +21,7 @@ from sim.engine.cpu import Cpu, IrqState
 from sim.engine.fastpath import Environment, LeanProcess, collector_tuned
 from sim.engine.machine import Machine
 from sim.engine.metrics import Metrics
-from sim.engine.stop import OpsLimitedMetrics
+from sim.engine.stop import OpsLimitedMetrics, RunAborted
 from sim.mm.safety import SafetyChecker
 from sim.mm.tlb import TlbFlusher
 from sim.mm.vmalloc import VmallocModel
@@ -122,13 +122,28 @@ class Simulation:
             if self.config.warmup > 0:
                 self.env.process(self._warmup(self.config.warmup))
             end = self.config.warmup + self.config.duration
-            if self.config.ops is None:
-                self._run_until(end, progress)
-            else:  # the window's ops-th operation, or the duration cap
-                self.env.run(until=self.env.any_of([self.metrics.done, self.env.timeout(end)]))
+            try:
+                if self.config.ops is None:
+                    self._run_until(end, progress)
+                else:  # the window's ops-th operation, or the duration cap
+                    self.env.run(until=self.env.any_of([self.metrics.done,
+                                                        self.env.timeout(end)]))
+            except RunAborted:
+                raise
+            except Exception as exc:  # the model broke its own assumption: a violation
+                self.safety.model_assumption(self.env.now, exc)
+                broken = True
+            else:
+                broken = False
             metrics = self.collect()
             metrics.update(KINDS[self.config.workload.kind].metrics(self.control))
-            self.drain()
+            if not broken:
+                try:
+                    self.drain()
+                except RunAborted:
+                    raise
+                except Exception as exc:
+                    self.safety.model_assumption(self.env.now, exc)
         metrics.update(self.safety.metrics())
         return metrics
 
@@ -179,7 +194,7 @@ class Simulation:
         val = self.vm.vmap_area_lock.stat
         pl = self.vm.purge_lock.lock.stat if self.vm.purge_lock.lock else None
         return {
-            "ops_per_sec": m.ops / window_s,
+            "ops_per_sec": m.ops / window_s if window_s > 0 else 0.0,
             "vmalloc_p50_ns": m.vmalloc.percentile(50),
             "vmalloc_p99_ns": m.vmalloc.percentile(99),
             "vmalloc_mean_ns": m.vmalloc.mean(),

@@ -161,3 +161,26 @@ def test_a_bad_scenario_file_is_one_line_naming_its_line(tmp_path: Path) -> None
                    "value: 1}}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:2.*cpus"):
         load_scenario(bad)
+
+
+def test_a_run_whose_model_breaks_reports_the_violation_not_a_crash(tmp_path: Path) -> None:
+    """``purge_lock: none`` over 6.9 on lock-removal's settings: a concurrent purge empties a
+    node's purge list under another (IndexError in purge_vmap_nodes): the run ends there,
+    ``ok``, with the violation and where it was raised."""
+    from sim.experiment.experiment import load_experiment
+    from sim.simulation import run
+
+    exp = tmp_path / "broken.yaml"
+    exp.write_text(
+        "name: broken\nmachine: xeon-2s-112\nworkload: seed-i915\n"
+        "variants: [{name: nodes-without-purge-lock, base: linux-6.9, purge_lock: none}]\n"
+        "duration: 5ms\nwarmup: 1ms\nreplications: 1\nseed: 42\n"
+        "sweep: {cpus: [16], workload.set_memory_rate: [5000], "
+        "workload.vmap_block_dirty: [false], workload.irq_noise.rate: [10000], "
+        "workload.irq_noise.preempt_mean: [20us]}\n")
+    result = run(load_experiment(exp).specs()[0])
+    assert result["status"] == "ok"
+    assert result["metrics"]["safety_model_assumption"] == 1
+    example = result["safety"]["model_assumption"]
+    assert example["what"].startswith("IndexError")
+    assert example["where"].startswith("mm/node_purge.py:")

@@ -12,6 +12,11 @@ import simpy
 from sim.engine.metrics import Metrics
 
 
+class RunAborted(Exception):
+    """Raised by an observer of a run (not the model) to end it: passed on, never taken for
+    a fault of the model."""
+
+
 class OpsLimitedMetrics(Metrics):
     """:class:`Metrics` whose operation counter succeeds :attr:`done` when the measured window
     (the time after ``warmup``) reaches ``limit`` operations."""

@@ -18,10 +18,11 @@ to the lowest priority; a bug of depth d among n steps is found with probability
 runs unperturbed. A delay is time a real CPU can lose anywhere (interrupts, NMIs, a hypervisor),
 so every explored schedule is one a machine can show.
 
-Besides the checker's kinds, a schedule may end in ``model_assumption`` (the model's own code
-raised: a composition broke an assumption it makes, such as two purges owning one structure;
-reported, never a crash) or ``no_progress`` (more than ``EVENT_CAP`` events: a livelock, such
-as a drain loop that never gets ``vmap_lazy_nr`` below its limit).
+Besides the checker's kinds (``model_assumption`` among them: the model's own code raised, a
+composition having broken an assumption it makes, such as two purges owning one structure;
+reported, never a crash, here as in ``vmapsim run``), a schedule may end in ``no_progress``
+(more than ``EVENT_CAP`` events: a livelock, such as a drain loop that never gets
+``vmap_lazy_nr`` below its limit).
 
 Deterministic: the report is a pure function of the variants, scenarios, budget and seed.
 """
@@ -29,7 +30,6 @@ Deterministic: the report is a pure function of the variants, scenarios, budget 
 from __future__ import annotations
 
 import math
-import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -51,6 +51,7 @@ from sim.config.loader import (
 )
 from sim.config.schema import RunConfig, Scenario
 from sim.engine.cpu import Cpu
+from sim.engine.stop import RunAborted
 from sim.experiment.experiment import load_experiment, validated_variant
 from sim.experiment.validation import config_error
 from sim.mm.safety import KINDS as CHECKER_KINDS
@@ -71,10 +72,10 @@ QUANTUM_NS = (10.0, 10e3)
 """Range of the per-schedule priority quantum (log-uniform)."""
 DEPTHS = (1, 2, 3)
 """PCT bug depths, taken in turn by the schedules of a scenario."""
-KINDS = (*CHECKER_KINDS, "model_assumption", "no_progress")
+KINDS = (*CHECKER_KINDS, "no_progress")
 
 
-class NoProgress(Exception):
+class NoProgress(RunAborted):
     """A schedule processed more than ``EVENT_CAP`` events."""
 
 
@@ -193,10 +194,6 @@ def run_schedule(variant: dict[str, Any], scenario: Scenario, machine: dict[str,
         outcome.found["no_progress"] = {
             "time_ns": sim.env.now, "what": f"more than {EVENT_CAP} events without the run "
             "ending (a livelock: the drain or a purge loop never finishes)"}
-    except Exception as exc:  # a composition broke an assumption of the model's own code
-        outcome.found["model_assumption"] = {
-            "time_ns": sim.env.now, "what": f"{type(exc).__name__}: {exc}",
-            "where": _where(exc)}
     outcome.found.update({kind: example for kind, example in sim.safety.examples.items()
                           if kind not in outcome.found})
     outcome.steps = schedule.steps
@@ -213,20 +210,6 @@ def _cap_events(sim: Simulation) -> None:
         step()
 
     sim.env.step = counted  # type: ignore[method-assign]
-
-
-def _where(exc: BaseException) -> str:
-    """The innermost frame of the model where ``exc`` was raised: file:line in function
-    (SimPy raises a failed process's exception again from ``step``, the original as its
-    ``__cause__``)."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "/sim/" in f.filename and not f.filename.endswith("verify.py")]
-    if not frames:
-        return ""
-    frame = frames[-1]
-    return f"{frame.filename.split('/sim/', 1)[1]}:{frame.lineno} in {frame.name}"
 
 
 # --- exploring ----------------------------------------------------------------------------------

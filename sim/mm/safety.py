@@ -27,13 +27,14 @@ each (simulated time, CPUs, area, and the steps that led there):
 from __future__ import annotations
 
 import math
+import traceback
 from bisect import bisect_left, insort
 from typing import Any
 
 from sim.mm.vmap_area import VmapArea
 
 KINDS = ("reuse_before_flush", "unmap_aliases_unflushed", "use_after_free", "double_free",
-         "lazy_nr_underflow", "never_purged")
+         "lazy_nr_underflow", "never_purged", "model_assumption")
 
 
 class SafetyChecker:
@@ -170,6 +171,20 @@ class SafetyChecker:
         if value < 0:
             self.violation("lazy_nr_underflow", now, [cpu], None,
                            f"vmap_lazy_nr = {value} after CPU{cpu}'s update")
+
+    def model_assumption(self, now: float, exc: BaseException) -> None:
+        """The model's own code raised: a composition broke an assumption it makes (two
+        purges in a structure one purge owns). A violation with where it was raised, not a
+        crash: the run ends there."""
+        while exc.__cause__ is not None:  # SimPy raises a process's exception again
+            exc = exc.__cause__
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/sim/" in f.filename]
+        where = ""
+        if frames:
+            where = f"{frames[-1].filename.split('/sim/', 1)[1]}:{frames[-1].lineno} in " \
+                    f"{frames[-1].name}"
+        self.violation("model_assumption", now, [], None, f"{type(exc).__name__}: {exc}")
+        self.examples["model_assumption"].setdefault("where", where)
 
     def drained(self, now: float) -> None:
         """End of a drained run: every lazily freed area must have been purged."""
