@@ -25,10 +25,12 @@ from sim.experiment.runner import ExperimentResult, run_experiment
 from sim.experiment.verify import (
     DEFAULT_BUDGET,
     MAX_BUDGET,
+    cached_verdicts,
     format_report,
     pick_scenarios,
     targets,
     to_json,
+    verdict_line,
     verify_all,
 )
 from sim.mm.variants import presets
@@ -69,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="KEY=VALUE", help="override any dotted key, e.g. "
                      "--set workload.set_memory_rate=500 (repeatable)")
+    run.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
+                     help="also verify every variant by schedule exploration, cached in "
+                          "DIR/verify/ (default: the experiment's verify:, else when a "
+                          "variant is a proposal mapping)")
     run.add_argument("--no-report", action="store_true",
                      help="write the tables only (no plots, no report.md)")
     run.add_argument("-q", "--quiet", action="store_true",
@@ -164,6 +170,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                              resume=args.resume, force=args.force,
                              report=not args.no_report, log=note)
     print(format_table(outcome.rows, experiment.swept_keys))
+    if args.verify if args.verify is not None else experiment.verify:
+        if note:
+            note(f"\nverifying {len(experiment.variants)} variants ({DEFAULT_BUDGET} "
+                 "schedules per scenario)...")
+        print("\nverdicts by schedule exploration (the violations column is what this "
+              "workload showed):")
+        for verdict in cached_verdicts(experiment.variants, out, jobs):
+            print("  " + verdict_line(verdict, experiment.file))
     if note:
         note(f"\nsummary: {out / 'summary.csv'}   runs: {out / 'runs'}"
              + (f"   paired: {out / 'paired.csv'}" if experiment.baseline else ""))

@@ -184,3 +184,40 @@ def test_a_run_whose_model_breaks_reports_the_violation_not_a_crash(tmp_path: Pa
     example = result["safety"]["model_assumption"]
     assert example["what"].startswith("IndexError")
     assert example["where"].startswith("mm/node_purge.py:")
+
+
+PROPOSALS = ("name: prop\nmachine: desktop-8c16t\nworkload: seed-i915\n"
+             "variants: [linux-4.7, {name: my-idea, base: linux-4.7, purge_lock: none, "
+             "free_lock_break: 32}]\nduration: 200us\nreplications: 1\ncpus: 2\n")
+
+
+def test_run_shows_verdicts_for_proposals_cached_in_the_output(tmp_path: Path, capsys,
+                                                               monkeypatch) -> None:
+    import sim.experiment.verify as verify
+
+    exp, out = tmp_path / "prop.yaml", tmp_path / "out"
+    exp.write_text(PROPOSALS)
+    args = ["run", str(exp), "-o", str(out), "-q", "--no-report", "-j", "1"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "linux-4.7: safe within 800 schedules" in first
+    assert f"my-idea: UNSAFE: unmap_aliases_unflushed (see vmapsim verify {exp})" in first
+    assert len(list((out / "verify").glob("*.json"))) == 2
+
+    def no_exploring(*args, **kwargs):
+        raise AssertionError("the verdicts were cached")
+
+    monkeypatch.setattr(verify, "verify_all", no_exploring)
+    assert main([*args, "--resume"]) == 0
+    again = capsys.readouterr().out
+    assert again.split("verdicts", 1)[1] == first.split("verdicts", 1)[1]
+    assert main([*args, "--resume", "--no-verify"]) == 0
+    assert "verdicts" not in capsys.readouterr().out
+
+
+def test_run_of_presets_only_verifies_when_asked(tmp_path: Path, capsys) -> None:
+    exp = tmp_path / "presets.yaml"
+    exp.write_text(PROPOSALS.replace(", {name: my-idea, base: linux-4.7, purge_lock: none, "
+                                     "free_lock_break: 32}", ""))
+    assert main(["run", str(exp), "-o", str(tmp_path / "o"), "-q", "--no-report"]) == 0
+    assert "verdicts" not in capsys.readouterr().out

@@ -487,3 +487,6 @@ class ExperimentFile(Strict):
     sweep: dict[str, Any] = Field(
         default_factory=dict,
         description="factors and zipped groups; checked by sim/experiment/sweep.py")
+    verify: bool | None = Field(
+        default=None, description="vmapsim run also verifies every variant by schedule "
+                                  "exploration (default: when a variant is a proposal mapping)")

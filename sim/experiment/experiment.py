@@ -61,6 +61,8 @@ class Experiment:
     baseline: str | None = None
     rank: tuple[str, str] = ("ops_per_sec", "max")
     """(metric, goal) on which an uncertainty sweep ranks the variants."""
+    verify: bool = False
+    """``vmapsim run`` verifies the variants too (``verify:``, or a proposal among them)."""
 
     @property
     def swept_keys(self) -> list[str]:
@@ -179,7 +181,9 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
                             f" (variants: {', '.join(names)})", ("baseline",))
     experiment = Experiment(top.name, top.description, doc.file, base, variants, sweep,
                             top.replications, top.seed, origins, top.baseline,
-                            (top.rank.metric, top.rank.goal))
+                            (top.rank.metric, top.rank.goal),
+                            top.verify if top.verify is not None
+                            else any(isinstance(entry, dict) for entry in top.variants))
     for point in experiment.points():
         experiment.resolve_point(point, variants[0])
     return experiment

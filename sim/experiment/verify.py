@@ -29,9 +29,12 @@ Deterministic: the report is a pure function of the variants, scenarios, budget 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -56,6 +59,7 @@ from sim.experiment.experiment import load_experiment, validated_variant
 from sim.experiment.validation import config_error
 from sim.mm.safety import KINDS as CHECKER_KINDS
 from sim.mm.variants import presets
+from sim.results.store import write_atomic
 from sim.simulation import Simulation
 
 DEFAULT_BUDGET = 200
@@ -394,3 +398,50 @@ def verify_all(variants: list[dict[str, Any]], budget: int, seed: int,
         return [explore(v, budget, seed, chosen) for v in variants]
     with ProcessPoolExecutor(min(jobs, len(variants))) as pool:
         return list(pool.map(explore, variants, repeat(budget), repeat(seed), repeat(chosen)))
+
+
+# --- verdicts beside a run ------------------------------------------------------------------
+
+VERDICTS = "verify"
+"""``DIR/verify/<key>.json``: a variant's verdict, cached by what decides it."""
+
+
+def verdict_key(variant: dict[str, Any], budget: int, seed: int,
+                chosen: list[tuple[Scenario, dict[str, Any]]]) -> str:
+    """A hash of everything a verdict is a function of: the variant, budget, seed and the
+    scenarios with their machines."""
+    text = json.dumps([variant, budget, seed, [[s.model_dump(mode="json"), m] for s, m in chosen]],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cached_verdicts(variants: list[dict[str, Any]], out: Path, jobs: int = 1,
+                    budget: int = DEFAULT_BUDGET, seed: int = 0) -> list[dict[str, Any]]:
+    """Each variant's verdict (:func:`to_json`), from ``out/verify/`` or computed and stored
+    there."""
+    chosen = scenarios()
+    folder = out / VERDICTS
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = [verdict_key(v, budget, seed, chosen) for v in variants]
+    verdicts: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        path = folder / f"{key}.json"
+        if path.is_file():
+            with suppress(OSError, ValueError):  # unreadable: computed again
+                verdicts[key] = json.loads(path.read_text())
+    todo = [(v, k) for v, k in zip(variants, keys) if k not in verdicts]
+    reports = verify_all([v for v, _ in todo], budget, seed, chosen, jobs) if todo else []
+    for (_, key), report in zip(todo, reports):
+        verdicts[key] = to_json(report, budget, seed)
+        write_atomic(folder / f"{key}.json", json.dumps(verdicts[key], indent=1) + "\n")
+    return [verdicts[k] for k in keys]
+
+
+def verdict_line(verdict: dict[str, Any], experiment: str) -> str:
+    """``linux-4.7: safe within 800 schedules`` or ``wilson-2016-v1: UNSAFE: use_after_free
+    (see vmapsim verify wilson-2016-v1)``; a proposal is verified through its experiment."""
+    if verdict["safe"]:
+        return f"{verdict['variant']}: safe within {verdict['schedules']} schedules"
+    kinds = [k for k, v in verdict["kinds"].items() if v["found"]]
+    target = verdict["variant"] if verdict["variant"] in presets() else experiment
+    return f"{verdict['variant']}: UNSAFE: {', '.join(kinds)} (see vmapsim verify {target})"
