@@ -32,6 +32,7 @@ from sim.experiment.verify import (
     to_json,
     verdict_line,
     verify_all,
+    write_traces,
 )
 from sim.mm.variants import presets
 from sim.results.plots import available as plots_available
@@ -137,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--scenario", action="append", default=[], metavar="NAME",
                         help="only this scenario (repeatable; default: all)")
     verify.add_argument("--json", metavar="FILE", help="also write the verdicts as JSON")
+    verify.add_argument("--trace-dir", metavar="DIR",
+                        help="write each shortest counterexample's schedule as a Chrome "
+                             "trace, DIR/<variant>.<kind>.json")
     verify.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                         help="variants verified in parallel (default 1)")
 
@@ -323,8 +327,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     variants = targets(args.targets)
     chosen = pick_scenarios(args.scenario)
     reports = verify_all(variants, args.budget, args.seed, chosen, args.jobs)
-    for report in reports:
+    for variant, report in zip(variants, reports):
         print("\n".join(format_report(report)))
+        if args.trace_dir:
+            for path in write_traces(report, variant, args.seed, Path(args.trace_dir), chosen):
+                print(f"    trace: {path}")
     if args.json:
         Path(args.json).write_text(json.dumps(
             [to_json(r, args.budget, args.seed) for r in reports], indent=1) + "\n")

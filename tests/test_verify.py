@@ -221,3 +221,27 @@ def test_run_of_presets_only_verifies_when_asked(tmp_path: Path, capsys) -> None
                                      "free_lock_break: 32}", ""))
     assert main(["run", str(exp), "-o", str(tmp_path / "o"), "-q", "--no-report"]) == 0
     assert "verdicts" not in capsys.readouterr().out
+
+
+def test_the_vmap_block_scenario_finds_the_stale_tlb_of_fully_used_blocks() -> None:
+    """Before 6.5 (fc1e0d980037) vm_unmap_aliases() walked only the blocks with free space,
+    so a dirty range in a fully used block stayed unflushed. The scenario runs only when
+    named."""
+    chosen = pick_scenarios(["vm-map-ram-vs-unmap-aliases"])
+    assert "vm-map-ram-vs-unmap-aliases" not in [s.name for s, _ in scenarios()]
+    report = explore(variant("linux-4.7"), budget=20, chosen=chosen)
+    assert "unmap_aliases_unflushed" in report.findings
+
+
+def test_trace_dir_writes_each_counterexample_as_a_chrome_trace(tmp_path: Path) -> None:
+    assert main(["verify", "wilson-2016-v1", "--scenario", "noflush-vs-purge", "--budget", "80",
+                 "--trace-dir", str(tmp_path)]) == 1
+    path = tmp_path / "wilson-2016-v1.use_after_free.json"
+
+    def strict(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    trace = json.loads(path.read_text(), parse_constant=strict)
+    slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    assert {e["name"] for e in slices} >= {"vmalloc", "vfree", "__purge_vmap_area_lazy"}
+    assert {e["tid"] for e in slices} >= {0, 1}

@@ -422,6 +422,8 @@ class Scenario(Strict):
     lazy_max_pages: int = Field(default=4, ge=1, le=1 << 20)
     duration: PositiveTimeNs = Field(default=200e3, le=10e6,
                                      description="simulated time of one schedule (at most 10ms)")
+    default: bool = Field(default=True, description="run without --scenario (false: only "
+                                                    "when named)")
     workload: dict[str, Any]
 
 

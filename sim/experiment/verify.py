@@ -53,8 +53,10 @@ from sim.config.loader import (
     load_yaml,
 )
 from sim.config.schema import RunConfig, Scenario
+from sim.config.trace_csv import anchor
 from sim.engine.cpu import Cpu
 from sim.engine.stop import RunAborted
+from sim.engine.tracer import Tracer
 from sim.experiment.experiment import load_experiment, validated_variant
 from sim.experiment.validation import config_error
 from sim.mm.safety import KINDS as CHECKER_KINDS
@@ -77,6 +79,8 @@ QUANTUM_NS = (10.0, 10e3)
 DEPTHS = (1, 2, 3)
 """PCT bug depths, taken in turn by the schedules of a scenario."""
 KINDS = (*CHECKER_KINDS, "no_progress")
+TRACE_END_NS = 1e12
+"""A counterexample's trace window ends here (past any scenario's run and drain)."""
 
 
 class NoProgress(RunAborted):
@@ -153,6 +157,7 @@ def load_scenario(path: Path) -> tuple[Scenario, dict[str, Any]]:
     doc = load_yaml(path)
     origins = Origins(default_file=doc.file)
     origins.add((), doc.file, doc.lines)
+    anchor(doc.data.get("workload"), doc.file)  # a trace names its file relative to this one
     try:
         scenario = Scenario.model_validate(doc.data)
     except ValidationError as exc:
@@ -161,8 +166,10 @@ def load_scenario(path: Path) -> tuple[Scenario, dict[str, Any]]:
     return scenario, machine.data
 
 
-def scenarios() -> list[tuple[Scenario, dict[str, Any]]]:
-    return [load_scenario(path) for path in scenario_files()]
+def scenarios(every: bool = False) -> list[tuple[Scenario, dict[str, Any]]]:
+    """The built-in scenarios: those with ``default: true``, or ``every`` one."""
+    loaded = [load_scenario(path) for path in scenario_files()]
+    return [(s, m) for s, m in loaded if every or s.default]
 
 
 # --- running one schedule ---------------------------------------------------------------------
@@ -277,7 +284,8 @@ def minimize(variant: dict[str, Any], kind: str, outcome: Outcome, seed: int,
              chosen: list[tuple[Scenario, dict[str, Any]]] | None = None) -> Outcome:
     """Shrink a counterexample while its violation stays: fewer CPUs, then a shorter run (the
     workload stops issuing sooner: fewer operations before the violation)."""
-    scenario, machine = next((s, m) for s, m in (chosen if chosen is not None else scenarios())
+    scenario, machine = next((s, m) for s, m in
+                             (chosen if chosen is not None else scenarios(every=True))
                              if s.name == outcome.scenario)
 
     def again(cpus: int, duration: float) -> Outcome | None:
@@ -327,9 +335,9 @@ def _named(name: str) -> list[dict[str, Any]]:
 
 def pick_scenarios(names: list[str]) -> list[tuple[Scenario, dict[str, Any]]]:
     """The built-in scenarios named (all without names)."""
-    every = scenarios()
     if not names:
-        return every
+        return scenarios()
+    every = scenarios(every=True)
     known = [s.name for s, _ in every]
     for name in names:
         if name not in known:
@@ -445,3 +453,26 @@ def verdict_line(verdict: dict[str, Any], experiment: str) -> str:
     kinds = [k for k, v in verdict["kinds"].items() if v["found"]]
     target = verdict["variant"] if verdict["variant"] in presets() else experiment
     return f"{verdict['variant']}: UNSAFE: {', '.join(kinds)} (see vmapsim verify {target})"
+
+
+def write_traces(report: VariantReport, variant: dict[str, Any], seed: int, folder: Path,
+                 chosen: list[tuple[Scenario, dict[str, Any]]] | None = None) -> list[Path]:
+    """The schedule of each shortest counterexample as a Chrome trace-event file
+    (``<variant>.<kind>.json``, for Perfetto or chrome://tracing): every CPU's operations,
+    lock holds and waits, purges, flushes and interrupt handlers, up to the violation."""
+    written = []
+    for kind, finding in report.findings.items():
+        c = finding.counterexample
+        scenario, machine = next((s, m) for s, m in
+                                 (chosen if chosen is not None else scenarios(every=True))
+                                 if s.name == c.scenario)
+        tracer = Tracer(0.0, TRACE_END_NS, name=f"{report.variant}: {kind} in {c.scenario}, "
+                        f"schedule {c.schedule}")
+        run_schedule(variant, scenario, machine, c.schedule, seed, c.steps, c.cpus, c.duration,
+                     tracer)
+        name = f"{report.variant}.{kind}.json"
+        if any(ch in name for ch in "/\\\0") or name.startswith("."):
+            raise ConfigError(f"a variant name usable in a file name is needed for "
+                              f"--trace-dir, found {report.variant!r}", "--trace-dir")
+        written.append(tracer.write(folder / name))
+    return written
