@@ -99,6 +99,7 @@ from peer import PeerModel  # noqa: E402
 
 from sim.config.schema import RunConfig  # noqa: E402
 from sim.engine.fastpath import LeanProcess, collector_tuned, sleep  # noqa: E402
+from sim.experiment.verify import DEFAULT_BUDGET, explore  # noqa: E402
 from sim.mm.variants import presets  # noqa: E402
 from sim.simulation import Simulation  # noqa: E402
 
@@ -510,6 +511,23 @@ def warn(results: list[Result]) -> None:
                   f"{r.cpu_s:.2f} s: other processes competed for the CPU", file=sys.stderr)
 
 
+VERIFY_BUDGET = {"full": DEFAULT_BUDGET, "quick": DEFAULT_BUDGET // 4, "smoke": 3}
+"""Schedules per scenario of the ``verify`` study."""
+
+
+def verify_speed(mode: str) -> dict[str, Any]:
+    """``vmapsim verify`` of a safe and an unsafe preset at the default budget, serially: CPU
+    seconds per variant and schedules per second."""
+    out: dict[str, Any] = {"budget_per_scenario": VERIFY_BUDGET[mode]}
+    for name in ("linux-4.7", "wilson-2016-v1"):
+        c0 = time.process_time()
+        report = explore(dict(presets()[name]), VERIFY_BUDGET[mode])
+        cpu = time.process_time() - c0
+        out[name] = {"cpu_s": cpu, "schedules": report.schedules, "safe": report.safe,
+                     "schedules_per_s": report.schedules / cpu if cpu else float("nan")}
+    return out
+
+
 def measure(mode: str, repeats: int, scaling_ops: int) -> dict[str, Any]:
     """Every figure of the benchmark, as the JSON record."""
     started = time.perf_counter()
@@ -523,7 +541,7 @@ def measure(mode: str, repeats: int, scaling_ops: int) -> dict[str, Any]:
             "cases": [asdict(r) for r in results], "memory_vs_length": memory,
             "bound": bound(results),
             "cpu_scaling": scaling, "targets": targets(results, memory, scaling),
-            "total_s": time.perf_counter() - started}
+            "verify": verify_speed(mode), "total_s": time.perf_counter() - started}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -549,6 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     print(studies_table(record["memory_vs_length"], record["cpu_scaling"], record["bound"])
           + "\n")
     print(targets_table(record["targets"]) + "\n")
+    for name, figures in record["verify"].items():
+        if isinstance(figures, dict):
+            print(f"verify {name} ({record['verify']['budget_per_scenario']} schedules per "
+                  f"scenario): {figures['cpu_s']:.1f} CPU-s, {figures['schedules']} schedules, "
+                  f"{figures['schedules_per_s']:.0f} schedules/s")
     print(f"total {record['total_s']:.0f} s")
     warn(results)
     if args.json:

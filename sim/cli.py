@@ -142,7 +142,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="write each shortest counterexample's schedule as a Chrome "
                              "trace, DIR/<variant>.<kind>.json")
     verify.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                        help="variants verified in parallel (default 1)")
+                        help="worker processes, each verifying one variant on one scenario "
+                             "at a time (default 1)")
+    verify.add_argument("--executor", choices=EXECUTORS, default="local")
+    verify.add_argument("--scheduler", metavar="ADDR", help="a Dask scheduler to run on")
 
     lister = sub.add_parser("list", help="list built-in catalog entries")
     lister.add_argument("what", choices=["cpus", "workloads", "variants", "experiments"])
@@ -326,7 +329,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise ConfigError(f"-j expects at least 1 worker, found {args.jobs}", "command line")
     variants = targets(args.targets)
     chosen = pick_scenarios(args.scenario)
-    reports = verify_all(variants, args.budget, args.seed, chosen, args.jobs)
+    reports = verify_all(variants, args.budget, args.seed, chosen, args.jobs,
+                         "dask" if args.scheduler else args.executor, args.scheduler)
     for variant, report in zip(variants, reports):
         print("\n".join(format_report(report)))
         if args.trace_dir:

@@ -74,3 +74,12 @@ def test_studies_and_targets_are_reported(record: dict) -> None:
     assert len(record["targets"]) == 5
     assert all(isinstance(t["met"], bool) and t["measured"] > 0 for t in record["targets"])
     assert record["environment"]["python"]
+
+
+def test_the_verify_study_is_reported(record: dict) -> None:
+    study = record["verify"]
+    assert study["budget_per_scenario"] >= 1
+    for name, safe in (("linux-4.7", True), ("wilson-2016-v1", False)):
+        assert study[name]["safe"] is safe
+        assert study[name]["schedules"] == 4 * study["budget_per_scenario"]
+        assert study[name]["cpu_s"] > 0 and study[name]["schedules_per_s"] > 0

@@ -245,3 +245,15 @@ def test_trace_dir_writes_each_counterexample_as_a_chrome_trace(tmp_path: Path) 
     slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert {e["name"] for e in slices} >= {"vmalloc", "vfree", "__purge_vmap_area_lazy"}
     assert {e["tid"] for e in slices} >= {0, 1}
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_the_verdicts_are_the_same_on_every_executor(executor: str) -> None:
+    from sim.experiment.verify import verify_all
+
+    chosen = pick_scenarios(["noflush-vs-purge", "unmap-aliases-vs-purge"])
+    variants = [variant("wilson-2016-v1"), variant("linux-4.7")]
+    serial = [to_json(r, 30, 3) for r in verify_all(variants, 30, 3, chosen, 1)]
+    parallel = [to_json(r, 30, 3) for r in verify_all(variants, 30, 3, chosen, 2, executor)]
+    assert parallel == serial
+    assert [v["safe"] for v in serial] == [False, True]

@@ -32,11 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +55,7 @@ from sim.config.trace_csv import anchor
 from sim.engine.cpu import Cpu
 from sim.engine.stop import RunAborted
 from sim.engine.tracer import Tracer
+from sim.experiment.executors import open_executor
 from sim.experiment.experiment import load_experiment, validated_variant
 from sim.experiment.validation import config_error
 from sim.mm.safety import KINDS as CHECKER_KINDS
@@ -249,23 +248,45 @@ class VariantReport:
 
 
 def explore(variant: dict[str, Any], budget: int = DEFAULT_BUDGET, seed: int = 0,
-            chosen: list[tuple[Scenario, dict[str, Any]]] | None = None,
-            progress: Callable[[int], None] | None = None) -> VariantReport:
+            chosen: list[tuple[Scenario, dict[str, Any]]] | None = None) -> VariantReport:
     """Every scenario under ``budget`` schedules; the shortest counterexample of each kind,
     then minimized."""
+    chosen = chosen if chosen is not None else scenarios()
+    partials = [explore_scenario((variant, scenario, machine, budget, seed))
+                for scenario, machine in chosen]
+    return finish(variant, partials, seed, chosen)
+
+
+def explore_scenario(task: tuple[dict[str, Any], Scenario, dict[str, Any], int, int]
+                     ) -> VariantReport:
+    """One variant on one scenario (a task of an executor): its findings, not minimized."""
+    variant, scenario, machine, budget, seed = task
     report = VariantReport(variant["name"])
-    for scenario, machine in chosen if chosen is not None else scenarios():
-        for outcome in _schedules(variant, scenario, machine, budget, seed):
-            report.schedules += 1
-            for kind in outcome.found:
-                known = report.findings.get(kind)
-                found = Finding(kind, report.schedules, outcome)
-                if known is None:
-                    report.findings[kind] = found
-                elif found.time() < known.time():
-                    known.counterexample = outcome
-            if progress is not None:
-                progress(1)
+    for outcome in _schedules(variant, scenario, machine, budget, seed):
+        report.schedules += 1
+        for kind in outcome.found:
+            known = report.findings.get(kind)
+            if known is None:
+                report.findings[kind] = Finding(kind, report.schedules, outcome)
+            elif Finding(kind, 0, outcome).time() < known.time():
+                known.counterexample = outcome
+    return report
+
+
+def finish(variant: dict[str, Any], partials: list[VariantReport], seed: int,
+           chosen: list[tuple[Scenario, dict[str, Any]]]) -> VariantReport:
+    """The scenarios' findings in scenario order (first seen counted over all schedules
+    tried, the shortest kept), each counterexample minimized."""
+    report = VariantReport(variant["name"])
+    for partial in partials:
+        for kind, found in partial.findings.items():
+            known = report.findings.get(kind)
+            if known is None:
+                report.findings[kind] = Finding(kind, report.schedules + found.first_schedule,
+                                                found.counterexample)
+            elif found.time() < known.time():
+                known.counterexample = found.counterexample
+        report.schedules += partial.schedules
     for finding in report.findings.values():
         finding.counterexample = minimize(variant, finding.kind, finding.counterexample, seed,
                                           chosen)
@@ -398,14 +419,20 @@ def format_report(report: VariantReport) -> list[str]:
 
 
 def verify_all(variants: list[dict[str, Any]], budget: int, seed: int,
-               chosen: list[tuple[Scenario, dict[str, Any]]], jobs: int = 1
-               ) -> list[VariantReport]:
-    """:func:`explore` each variant, ``jobs`` at a time in worker processes; the reports in
-    the order of ``variants`` (each is a pure function of its inputs)."""
-    if jobs == 1 or len(variants) == 1:
-        return [explore(v, budget, seed, chosen) for v in variants]
-    with ProcessPoolExecutor(min(jobs, len(variants))) as pool:
-        return list(pool.map(explore, variants, repeat(budget), repeat(seed), repeat(chosen)))
+               chosen: list[tuple[Scenario, dict[str, Any]]], jobs: int = 1,
+               executor: str = "local", scheduler: str | None = None) -> list[VariantReport]:
+    """:func:`explore` each variant, its scenarios as tasks of an executor (serial, local
+    processes or Dask, as sweeps run); the reports in the order of ``variants``, the same on
+    any executor (each task is a pure function of its inputs)."""
+    tasks = [(v, s, m, budget, seed) for v in variants for s, m in chosen]
+    done: dict[int, VariantReport] = {}
+    index = {id(task): i for i, task in enumerate(tasks)}
+    with open_executor(executor, jobs, scheduler) as pool:
+        for task, future in pool.map_unordered(explore_scenario, tasks):
+            done[index[id(task)]] = future.result()
+    per = len(chosen)
+    return [finish(v, [done[i * per + j] for j in range(per)], seed, chosen)
+            for i, v in enumerate(variants)]
 
 
 # --- verdicts beside a run ------------------------------------------------------------------
