@@ -200,7 +200,7 @@ def test_run_shows_verdicts_for_proposals_cached_in_the_output(tmp_path: Path, c
     args = ["run", str(exp), "-o", str(out), "-q", "--no-report", "-j", "1"]
     assert main(args) == 0
     first = capsys.readouterr().out
-    assert "linux-4.7: safe within 800 schedules" in first
+    assert f"linux-4.7: safe within {200 * len(scenarios())} schedules" in first
     assert f"my-idea: UNSAFE: unmap_aliases_unflushed (see vmapsim verify {exp})" in first
     assert len(list((out / "verify").glob("*.json"))) == 2
 
@@ -257,3 +257,16 @@ def test_the_verdicts_are_the_same_on_every_executor(executor: str) -> None:
     parallel = [to_json(r, 30, 3) for r in verify_all(variants, 30, 3, chosen, 2, executor)]
     assert parallel == serial
     assert [v["safe"] for v in serial] == [False, True]
+
+
+def test_a_small_enough_scenario_runs_every_schedule_of_depth_two() -> None:
+    """2 CPUs and about 90 steps: both priority orders, each with no change point or one at
+    any step, fit in the default budget; they are run first, on schedule 0's workload."""
+    chosen = pick_scenarios(["noflush-vs-purge-tiny"])
+    report = explore(variant("linux-4.7"), chosen=chosen)
+    assert report.exhaustive == ["noflush-vs-purge-tiny"] and report.safe
+    assert to_json(report, 200, 0)["exhaustive_scenarios"] == ["noflush-vs-purge-tiny"]
+    orders = {tuple(Schedule.enumerated(2, 10, i).ranks) for i in range(1, 23)}
+    points = {min(Schedule.enumerated(2, 10, i).change_points, default=0) for i in range(1, 12)}
+    assert orders == {(0, 1), (1, 0)} and points == set(range(11))
+    assert not explore(variant("linux-4.7"), budget=20, chosen=chosen).exhaustive

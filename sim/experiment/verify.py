@@ -15,7 +15,9 @@ ASPLOS 2010): each CPU gets a random priority, a lower one delaying each of its 
 to the lowest priority; a bug of depth d among n steps is found with probability at least
 1/(n k^(d-1)) per schedule on k CPUs. Each step may also take a random delay (log-uniform from
 10 ns to 100 us: an interrupt, a preemption, a cache miss storm). Schedule 0 of each scenario
-runs unperturbed. A delay is time a real CPU can lose anywhere (interrupts, NMIs, a hypervisor),
+runs unperturbed. Where every schedule of depth at most 2 (k! priority orders, each with no
+change point or one at any of the n steps) fits in the budget, those come first, enumerated
+on schedule 0's workload: a bounded exhaustive search. A delay is time a real CPU can lose anywhere (interrupts, NMIs, a hypervisor),
 so every explored schedule is one a machine can show.
 
 Besides the checker's kinds (``model_assumption`` among them: the model's own code raised, a
@@ -35,6 +37,7 @@ import math
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
+from itertools import islice, permutations
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,9 @@ QUANTUM_NS = (10.0, 10e3)
 """Range of the per-schedule priority quantum (log-uniform)."""
 DEPTHS = (1, 2, 3)
 """PCT bug depths, taken in turn by the schedules of a scenario."""
+EXHAUSTIVE_QUANTUM_NS = 1000.0
+"""The priority quantum of the enumerated schedules: longer than most critical sections, so
+that a priority order is an order of the CPUs' steps."""
 KINDS = (*CHECKER_KINDS, "no_progress")
 TRACE_END_NS = 1e12
 """A counterexample's trace window ends here (past any scenario's run and drain)."""
@@ -95,6 +101,7 @@ class Schedule:
     quantum: float
     change_points: frozenset[int]
     perturbed: bool = True
+    delay_p: float = DELAY_P
     steps: int = 0
 
     @classmethod
@@ -104,6 +111,15 @@ class Schedule:
         quantum = math.exp(rng.uniform(*np.log(QUANTUM_NS)))
         points = frozenset(rng.integers(1, max(steps, 1) + 1, depth - 1).tolist())
         return cls(rng, ranks, quantum, points)
+
+    @classmethod
+    def enumerated(cls, ncpus: int, steps: int, index: int) -> Schedule:
+        """The ``index``-th (from 1) of every schedule of depth at most 2: each priority order
+        of the CPUs, with no change point or one at each of the ``steps`` steps."""
+        order, point = divmod(index - 1, steps + 1)
+        ranks = list(next(islice(permutations(range(ncpus)), order, None)))
+        return cls(np.random.default_rng(0), ranks, EXHAUSTIVE_QUANTUM_NS,
+                   frozenset({point} if point else ()), delay_p=0.0)
 
     @classmethod
     def plain(cls, ncpus: int) -> Schedule:
@@ -118,9 +134,14 @@ class Schedule:
         if self.steps in self.change_points:  # this CPU drops to the lowest priority
             self.ranks[cpu] = max(self.ranks) + 1
         delay = self.ranks[cpu] * self.quantum
-        if self.rng.random() < DELAY_P:
+        if self.delay_p and self.rng.random() < self.delay_p:
             delay += math.exp(self.rng.uniform(*np.log(DELAY_NS)))
         return delay
+
+
+def exhaustive_size(ncpus: int, steps: int) -> int:
+    """How many schedules of depth at most 2 a scenario of ``steps`` steps has."""
+    return math.factorial(ncpus) * (steps + 1)
 
 
 class ExploredCpu(Cpu):
@@ -142,6 +163,7 @@ class Outcome:
     cpus: int
     duration: float
     steps: int
+    budget: int = 0
     found: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -183,21 +205,30 @@ def run_config(variant: dict[str, Any], scenario: Scenario, machine: dict[str, A
 
 def run_schedule(variant: dict[str, Any], scenario: Scenario, machine: dict[str, Any],
                  index: int, seed: int, steps: int = 0, cpus: int | None = None,
-                 duration: float | None = None, tracer: Any = None) -> Outcome:
-    """Schedule ``index`` of a scenario (0: unperturbed); ``cpus``/``duration`` shrink it."""
+                 duration: float | None = None, tracer: Any = None, budget: int = 0
+                 ) -> Outcome:
+    """Schedule ``index`` of a scenario (0: unperturbed; ``steps``: its step count) in a
+    ``budget``; ``cpus``/``duration`` shrink it. Where every schedule of depth at most 2 fits
+    in the budget, the first ones are those, enumerated (on the workload of schedule 0);
+    the others are drawn."""
     cpus = cpus or scenario.cpus
     duration = duration or scenario.duration
     config = run_config(variant, scenario, machine, cpus, duration)
-    sim = Simulation(config, (seed, index), cpu_type=ExploredCpu)
+    enumerated = 0 < index <= exhaustive_size(cpus, steps) < budget
+    sim = Simulation(config, (seed, 0 if enumerated else index), cpu_type=ExploredCpu)
     rng = np.random.default_rng([seed, index, cpus])
-    schedule = Schedule.plain(cpus) if index == 0 else \
-        Schedule.draw(rng, cpus, steps, DEPTHS[index % len(DEPTHS)])
+    if index == 0:
+        schedule = Schedule.plain(cpus)
+    elif enumerated:
+        schedule = Schedule.enumerated(cpus, steps, index)
+    else:
+        schedule = Schedule.draw(rng, cpus, steps, DEPTHS[index % len(DEPTHS)])
     for cpu in sim.cpus:
         cpu.schedule = schedule
     if tracer is not None:
         sim.attach(tracer)
     _cap_events(sim)
-    outcome = Outcome(scenario.name, index, cpus, duration, 0)
+    outcome = Outcome(scenario.name, index, cpus, duration, 0, budget)
     try:
         sim.run()
     except NoProgress:
@@ -241,6 +272,8 @@ class VariantReport:
     variant: str
     schedules: int = 0
     findings: dict[str, Finding] = field(default_factory=dict)
+    exhaustive: list[str] = field(default_factory=list)
+    """Scenarios whose every schedule of depth at most 2 was run."""
 
     @property
     def safe(self) -> bool:
@@ -263,6 +296,8 @@ def explore_scenario(task: tuple[dict[str, Any], Scenario, dict[str, Any], int, 
     variant, scenario, machine, budget, seed = task
     report = VariantReport(variant["name"])
     for outcome in _schedules(variant, scenario, machine, budget, seed):
+        if outcome.schedule == 0 and exhaustive_size(outcome.cpus, outcome.steps) < budget:
+            report.exhaustive.append(scenario.name)
         report.schedules += 1
         for kind in outcome.found:
             known = report.findings.get(kind)
@@ -287,6 +322,7 @@ def finish(variant: dict[str, Any], partials: list[VariantReport], seed: int,
             elif found.time() < known.time():
                 known.counterexample = found.counterexample
         report.schedules += partial.schedules
+        report.exhaustive += partial.exhaustive
     for finding in report.findings.values():
         finding.counterexample = minimize(variant, finding.kind, finding.counterexample, seed,
                                           chosen)
@@ -295,10 +331,10 @@ def finish(variant: dict[str, Any], partials: list[VariantReport], seed: int,
 
 def _schedules(variant: dict[str, Any], scenario: Scenario, machine: dict[str, Any],
                budget: int, seed: int) -> Iterator[Outcome]:
-    plain = run_schedule(variant, scenario, machine, 0, seed)
+    plain = run_schedule(variant, scenario, machine, 0, seed, budget=budget)
     yield plain
     for index in range(1, budget):
-        yield run_schedule(variant, scenario, machine, index, seed, plain.steps)
+        yield run_schedule(variant, scenario, machine, index, seed, plain.steps, budget=budget)
 
 
 def minimize(variant: dict[str, Any], kind: str, outcome: Outcome, seed: int,
@@ -311,7 +347,7 @@ def minimize(variant: dict[str, Any], kind: str, outcome: Outcome, seed: int,
 
     def again(cpus: int, duration: float) -> Outcome | None:
         tried = run_schedule(variant, scenario, machine, outcome.schedule, seed,
-                             outcome.steps, cpus, duration)
+                             outcome.steps, cpus, duration, budget=outcome.budget)
         return tried if kind in tried.found else None
 
     best = outcome
@@ -384,7 +420,8 @@ def to_json(report: VariantReport, budget: int, seed: int) -> dict[str, Any]:
                                           "cpus": c.cpus, "duration_ns": c.duration,
                                           "seed": seed, "example": c.found[kind]}}
     return {"variant": report.variant, "safe": report.safe, "schedules": report.schedules,
-            "budget_per_scenario": budget, "seed": seed, "kinds": kinds}
+            "budget_per_scenario": budget, "seed": seed,
+            "exhaustive_scenarios": report.exhaustive, "kinds": kinds}
 
 
 def steps_text(example: dict[str, Any]) -> list[str]:
@@ -399,10 +436,12 @@ def steps_text(example: dict[str, Any]) -> list[str]:
 
 def format_report(report: VariantReport) -> list[str]:
     """A variant's verdict for the terminal, with each counterexample's steps."""
+    exhaustive = f" (every schedule of depth <= 2 of: {', '.join(report.exhaustive)})" \
+        if report.exhaustive else ""
     if report.safe:
-        return [f"{report.variant}: safe within {report.schedules} schedules"]
+        return [f"{report.variant}: safe within {report.schedules} schedules{exhaustive}"]
     lines = [f"{report.variant}: UNSAFE ({', '.join(report.findings)}) "
-             f"in {report.schedules} schedules"]
+             f"in {report.schedules} schedules{exhaustive}"]
     for kind, finding in report.findings.items():
         c = finding.counterexample
         example = c.found[kind]
@@ -473,7 +512,7 @@ def cached_verdicts(variants: list[dict[str, Any]], out: Path, jobs: int = 1,
 
 
 def verdict_line(verdict: dict[str, Any], experiment: str) -> str:
-    """``linux-4.7: safe within 800 schedules`` or ``wilson-2016-v1: UNSAFE: use_after_free
+    """``linux-4.7: safe within 1000 schedules`` or ``wilson-2016-v1: UNSAFE: use_after_free
     (see vmapsim verify wilson-2016-v1)``; a proposal is verified through its experiment."""
     if verdict["safe"]:
         return f"{verdict['variant']}: safe within {verdict['schedules']} schedules"
@@ -496,7 +535,7 @@ def write_traces(report: VariantReport, variant: dict[str, Any], seed: int, fold
         tracer = Tracer(0.0, TRACE_END_NS, name=f"{report.variant}: {kind} in {c.scenario}, "
                         f"schedule {c.schedule}")
         run_schedule(variant, scenario, machine, c.schedule, seed, c.steps, c.cpus, c.duration,
-                     tracer)
+                     tracer, c.budget)
         name = f"{report.variant}.{kind}.json"
         if any(ch in name for ch in "/\\\0") or name.startswith("."):
             raise ConfigError(f"a variant name usable in a file name is needed for "
