@@ -17,8 +17,9 @@ to the lowest priority; a bug of depth d among n steps is found with probability
 10 ns to 100 us: an interrupt, a preemption, a cache miss storm). Schedule 0 of each scenario
 runs unperturbed. Where every schedule of depth at most 2 (k! priority orders, each with no
 change point or one at any of the n steps) fits in the budget, those come first, enumerated
-on schedule 0's workload: a bounded exhaustive search. A delay is time a real CPU can lose anywhere (interrupts, NMIs, a hypervisor),
-so every explored schedule is one a machine can show.
+on schedule 0's workload: a bounded exhaustive search. A delay is time a real CPU can lose
+anywhere (interrupts, NMIs, a hypervisor), so every explored schedule is one a machine can
+show.
 
 Besides the checker's kinds (``model_assumption`` among them: the model's own code raised, a
 composition having broken an assumption it makes, such as two purges owning one structure;
