@@ -74,14 +74,16 @@ class Simulation:
     """The assembled model of one run; exposed for tests that drive it step by step."""
 
     def __init__(self, config: RunConfig, entropy: tuple[int, ...],
-                 cpu_type: type[Cpu] = Cpu) -> None:
-        """``cpu_type``: the class of the CPUs (schedule exploration perturbs them)."""
+                 cpu_type: type[Cpu] = Cpu, safety_type: type[SafetyChecker] = SafetyChecker
+                 ) -> None:
+        """``cpu_type``, ``safety_type``: the classes of the CPUs and of the safety checker
+        (schedule exploration perturbs the one and locates the other's steps)."""
         self.config = config
         self.env = Environment()
         self.machine = Machine(config.machine, config.cpus)
         self.metrics = Metrics() if config.ops is None else \
             OpsLimitedMetrics(self.env, config.ops, config.warmup)
-        self.safety = SafetyChecker()
+        self.safety = safety_type()
         self.irq = IrqState(config.cpus)
         self.cpus = [cpu_type(self.env, i, self.machine.socket_of(i), self.irq)
                      for i in range(config.cpus)]

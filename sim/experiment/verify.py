@@ -35,11 +35,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import islice, permutations
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -63,7 +65,9 @@ from sim.experiment.executors import open_executor
 from sim.experiment.experiment import load_experiment, validated_variant
 from sim.experiment.validation import config_error
 from sim.mm.safety import KINDS as CHECKER_KINDS
+from sim.mm.safety import SafetyChecker
 from sim.mm.variants import presets
+from sim.mm.vmap_area import VmapArea
 from sim.results.store import write_atomic
 from sim.simulation import Simulation
 
@@ -155,6 +159,45 @@ class ExploredCpu(Cpu):
         return super()._step_end()
 
 
+class LocatingSafetyChecker(SafetyChecker):
+    """The safety checker, with each step of an area's history followed by the line of the
+    model that took it (``free_vmap_area_noflush (mm/vmalloc.py:399)``): a counterexample
+    then points at the code, whose comments name the kernel's lines."""
+
+    def allocated(self, va: VmapArea, now: float, cpu: int) -> None:
+        super().allocated(va, now, cpu)
+        _locate(va, sys._getframe(1))
+
+    def lazily_freed(self, va: VmapArea, now: float, cpu: int) -> None:
+        super().lazily_freed(va, now, cpu)
+        _locate(va, sys._getframe(1))
+
+    def vb_freed(self, va: VmapArea, now: float, cpu: int) -> None:
+        super().vb_freed(va, now, cpu)
+        _locate(va, sys._getframe(1))
+
+    def flushed(self, initiated: float, start: int, end: int, full: bool, now: float,
+                cpu: int) -> None:
+        before = dict(self._unflushed)
+        super().flushed(initiated, start, end, full, now, cpu)
+        caller = sys._getframe(1)
+        for ident in before.keys() - self._unflushed.keys():
+            _locate(before[ident], caller)
+
+    def freed(self, va: VmapArea, now: float, cpu: int) -> bool:
+        done = super().freed(va, now, cpu)
+        if done:
+            _locate(va, sys._getframe(1))
+        return done
+
+
+def _locate(va: VmapArea, frame: FrameType) -> None:
+    """Append ``frame``'s file (under sim/) and line to ``va``'s last step."""
+    now, cpu, what = va.history[-1]
+    file = frame.f_code.co_filename.split("/sim/", 1)[-1]
+    va.history[-1] = (now, cpu, f"{what} ({file}:{frame.f_lineno} in {frame.f_code.co_name})")
+
+
 @dataclass
 class Outcome:
     """What one schedule of one scenario showed: the first example of each violation kind."""
@@ -216,7 +259,8 @@ def run_schedule(variant: dict[str, Any], scenario: Scenario, machine: dict[str,
     duration = duration or scenario.duration
     config = run_config(variant, scenario, machine, cpus, duration)
     enumerated = 0 < index <= exhaustive_size(cpus, steps) < budget
-    sim = Simulation(config, (seed, 0 if enumerated else index), cpu_type=ExploredCpu)
+    sim = Simulation(config, (seed, 0 if enumerated else index), cpu_type=ExploredCpu,
+                     safety_type=LocatingSafetyChecker)
     rng = np.random.default_rng([seed, index, cpus])
     if index == 0:
         schedule = Schedule.plain(cpus)
