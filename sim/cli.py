@@ -22,18 +22,14 @@ from sim.experiment.executors import EXECUTORS, default_jobs
 from sim.experiment.experiment import Experiment, load_experiment
 from sim.experiment.progress import on_terminal
 from sim.experiment.runner import ExperimentResult, run_experiment
-from sim.experiment.verify import (
-    DEFAULT_BUDGET,
-    MAX_BUDGET,
+from sim.experiment.verdicts import (
     cached_verdicts,
     format_report,
-    pick_scenarios,
-    targets,
     to_json,
     verdict_line,
-    verify_all,
     write_traces,
 )
+from sim.experiment.verify import DEFAULT_BUDGET, MAX_BUDGET, pick_scenarios, targets, verify_all
 from sim.mm.variants import presets
 from sim.results.plots import available as plots_available
 from sim.results.report import REPORT, format_table, report_directory

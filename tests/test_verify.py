@@ -16,6 +16,7 @@ import pytest
 from sim.cli import main
 from sim.config.loader import ConfigError, Origins
 from sim.experiment.experiment import validated_variant
+from sim.experiment.verdicts import to_json
 from sim.experiment.verify import (
     Schedule,
     explore,
@@ -24,7 +25,6 @@ from sim.experiment.verify import (
     run_schedule,
     scenarios,
     targets,
-    to_json,
 )
 from sim.mm.purge import LazyPurge
 
@@ -194,7 +194,7 @@ PROPOSALS = ("name: prop\nmachine: desktop-8c16t\nworkload: seed-i915\n"
 
 def test_run_shows_verdicts_for_proposals_cached_in_the_output(tmp_path: Path, capsys,
                                                                monkeypatch) -> None:
-    import sim.experiment.verify as verify
+    import sim.experiment.verdicts as verdicts
 
     exp, out = tmp_path / "prop.yaml", tmp_path / "out"
     exp.write_text(PROPOSALS)
@@ -208,7 +208,7 @@ def test_run_shows_verdicts_for_proposals_cached_in_the_output(tmp_path: Path, c
     def no_exploring(*args, **kwargs):
         raise AssertionError("the verdicts were cached")
 
-    monkeypatch.setattr(verify, "verify_all", no_exploring)
+    monkeypatch.setattr(verdicts, "verify_all", no_exploring)
     assert main([*args, "--resume"]) == 0
     again = capsys.readouterr().out
     assert again.split("verdicts", 1)[1] == first.split("verdicts", 1)[1]
