@@ -162,6 +162,10 @@ def test_a_bad_scenario_file_is_one_line_naming_its_line(tmp_path: Path) -> None
                    "value: 1}}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:2.*cpus"):
         load_scenario(bad)
+    bad.write_text("name: bad\nworkload:\n  kind: vmalloc_loop\n  sise: {dist: fixed, "
+                   "value: 1}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:4.*sise"):
+        load_scenario(bad)
 
 
 def test_a_run_whose_model_breaks_reports_the_violation_not_a_crash(tmp_path: Path) -> None:

@@ -221,6 +221,12 @@ def load_scenario(path: Path) -> tuple[Scenario, dict[str, Any]]:
     except ValidationError as exc:
         raise config_error(exc, doc.data, Scenario, origins) from None
     machine = load_reference("cpus", scenario.machine, path.parent, origins, ("machine",))
+    data = config_data(dict(presets()["linux-4.7"]), scenario, machine.data, scenario.cpus,
+                       scenario.duration)
+    try:  # the workload is checked here, not when the first schedule runs
+        RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise config_error(exc, data, RunConfig, origins) from None
     return scenario, machine.data
 
 
@@ -232,12 +238,17 @@ def scenarios(every: bool = False) -> list[tuple[Scenario, dict[str, Any]]]:
 
 # --- running one schedule ---------------------------------------------------------------------
 
+def config_data(variant: dict[str, Any], scenario: Scenario, machine: dict[str, Any],
+                cpus: int, duration: float) -> dict[str, Any]:
+    """The run configuration of a scenario, before validation."""
+    return {"machine": machine, "workload": {"name": scenario.name, **scenario.workload},
+            "variant": variant, "cpus": cpus, "lazy_max_pages": scenario.lazy_max_pages,
+            "duration": duration, "warmup": 0}
+
+
 def run_config(variant: dict[str, Any], scenario: Scenario, machine: dict[str, Any],
                cpus: int, duration: float) -> RunConfig:
-    return RunConfig.model_validate({
-        "machine": machine, "workload": {"name": scenario.name, **scenario.workload},
-        "variant": variant, "cpus": cpus, "lazy_max_pages": scenario.lazy_max_pages,
-        "duration": duration, "warmup": 0})
+    return RunConfig.model_validate(config_data(variant, scenario, machine, cpus, duration))
 
 
 def run_schedule(variant: dict[str, Any], scenario: Scenario, machine: dict[str, Any],
