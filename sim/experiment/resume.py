@@ -35,6 +35,9 @@ def prepare_output(out_dir: Path, specs: list[RunSpec], resume: bool, force: boo
     ``resume`` or ``force``; with ``force`` (and no ``resume``) remove every earlier result
     file; remove temporary files a killed writer left behind."""
     runs = out_dir / RUNS
+    if runs.is_symlink():  # reading, writing and --force's deletions would happen there
+        raise ConfigError(f"{RUNS} is a symbolic link; the runs must live in the output "
+                          "directory itself", str(out_dir))
     try:
         runs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.loader import ConfigError
+from sim.results.store import PLAIN_NAME, shown
 
 PLOTS = "plots"
 DPI = 90
@@ -68,6 +69,9 @@ def write_plots(out_dir: Path, rows: list[dict[str, Any]], swept: list[str],
     colors = {v: f"C{i % 10}" for i, v in enumerate(variants)}  # a variant keeps its colour
     paths = []
     for metric in plotted_metrics(rows):
+        if not PLAIN_NAME.fullmatch(metric):  # it names a file: nothing outside plots/
+            raise ConfigError(f"a metric name cannot name a plot file (letters, digits, "
+                              f"'_', '.', '-'), found {shown(metric)}", str(out_dir / "runs"))
         mine = [r for r in rows if r["metric"] == metric]
         paths.append(draw(folder / f"{metric}.png", mine, axes, colors, metric))
         if metric in headline and len(swept) == 2 and not sampled:

@@ -17,11 +17,13 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.config.loader import ConfigError
 from sim.results.stats import t_interval
 
 
@@ -75,15 +77,36 @@ def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
 
 
 def read_manifest(out_dir: Path) -> Manifest | None:
-    """The manifest of ``out_dir``, or None when it has none (or an unreadable one)."""
+    """The manifest of ``out_dir``, or None when it has none (or an unreadable one). A run
+    id that is not one (it would name a file outside ``DIR/runs``) is a :class:`ConfigError`."""
     try:
         data = json.loads((out_dir / MANIFEST).read_text())
-        return Manifest(**data)
+        manifest = Manifest(**data)
     except (OSError, ValueError, TypeError):
         return None
+    for i, run_id in enumerate(manifest.run_ids):
+        if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+            raise ConfigError(f"run_ids[{i}]: expected a run id (16 hex digits), found "
+                              f"{shown(run_id)}", str(out_dir / MANIFEST))
+    return manifest
+
+
+RUN_ID = re.compile(r"[0-9a-f]{16}")
+"""A run id: the first 16 hex digits of its spec's SHA-256 (sim/simulation.py)."""
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+"""A name that may name a file in the output directory (a metric's plot)."""
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``value`` as echoed in an error: its repr, control characters escaped, truncated."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run_path(out_dir: Path, run_id: str) -> Path:
+    if not RUN_ID.fullmatch(run_id):
+        raise ConfigError(f"expected a run id (16 hex digits), found {shown(run_id)}",
+                          str(out_dir / RUNS))
     return out_dir / RUNS / f"{run_id}.json"
 
 

@@ -1,0 +1,66 @@
+"""No path the tool writes, reads or deletes escapes the output directory, whatever the run
+files, the manifest or the directory's own links say: each such input is one line, exit 2,
+and nothing outside is touched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+
+TINY = ("name: tiny\nmachine: desktop-8c16t\nworkload: seed-i915\nvariants: [linux-4.7]\n"
+        "duration: 100us\nreplications: 1\nsweep: {cpus: [1, 2]}\n")
+
+
+@pytest.fixture
+def finished(tmp_path: Path) -> Path:
+    """An output directory with one finished run, its report written without plots."""
+    exp, out = tmp_path / "tiny.yaml", tmp_path / "out"
+    exp.write_text(TINY)
+    assert main(["run", str(exp), "-o", str(out), "-q", "--no-report", "-j", "1"]) == 0
+    return out
+
+
+def the_run_file(out: Path) -> Path:
+    return next((out / "runs").glob("*.json"))
+
+
+def test_a_metric_named_like_a_path_writes_no_plot_outside(finished: Path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    path = the_run_file(finished)
+    result = json.loads(path.read_text())
+    result["metrics"]["../../escaped"] = 5.0
+    path.write_text(json.dumps(result))
+    assert main(["report", str(finished)]) == 2
+    err = capsys.readouterr().err
+    assert "escaped" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (finished.parent / "escaped.png").exists()
+    assert not list(finished.parent.rglob("escaped*.png"))
+
+
+def test_a_manifest_run_id_with_a_path_is_refused(finished: Path, capsys) -> None:
+    outside = finished.parent / "secret.json"
+    outside.write_text(json.dumps({"run_id": "../../secret", "status": "ok", "metrics": {}}))
+    manifest = finished / "experiment.json"
+    data = json.loads(manifest.read_text())
+    data["run_ids"].append("../../secret")
+    manifest.write_text(json.dumps(data))
+    assert main(["report", str(finished), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "run_ids" in err and "Traceback" not in err
+
+
+def test_force_never_deletes_through_a_linked_runs_directory(tmp_path: Path, capsys) -> None:
+    exp, out, elsewhere = tmp_path / "tiny.yaml", tmp_path / "out", tmp_path / "elsewhere"
+    exp.write_text(TINY)
+    elsewhere.mkdir()
+    keep = elsewhere / "precious.json"
+    keep.write_text("{}")
+    out.mkdir()
+    (out / "runs").symlink_to(elsewhere, target_is_directory=True)
+    assert main(["run", str(exp), "-o", str(out), "-q", "--no-report", "--force"]) == 2
+    assert keep.exists()
+    assert "symbolic link" in capsys.readouterr().err
