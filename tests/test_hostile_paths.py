@@ -64,3 +64,14 @@ def test_force_never_deletes_through_a_linked_runs_directory(tmp_path: Path, cap
     assert main(["run", str(exp), "-o", str(out), "-q", "--no-report", "--force"]) == 2
     assert keep.exists()
     assert "symbolic link" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["evil\x1b[2J", "two\nlines", "tab\there", "x" * 101])
+def test_an_experiment_name_that_would_misname_the_output_is_refused(tmp_path: Path, capsys,
+                                                                   name: str) -> None:
+    exp = tmp_path / "named.yaml"
+    exp.write_text(TINY.replace("name: tiny", f"name: {json.dumps(name)}"))
+    assert main(["check", str(exp)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and len(err.splitlines()) == 1 and len(err) < 300
+    assert not list(tmp_path.glob("results*"))

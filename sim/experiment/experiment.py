@@ -38,6 +38,7 @@ from sim.config.trace_csv import anchor as anchor_trace
 from sim.experiment.sweep import Sweep, parse_sweep, set_factor, unsweep
 from sim.experiment.validation import config_error
 from sim.mm.variants import resolve_variant
+from sim.results.store import shown
 from sim.simulation import RunSpec
 
 RUN_KEYS = ("cpus", "lazy_max_pages", "duration", "warmup", "ops")
@@ -189,11 +190,18 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     return experiment
 
 
+NAME_MAX = 100
+"""Characters of an experiment name (it names the default output directory)."""
+
+
 def _check_name(name: str, origins: Origins) -> None:
-    """The name is the default output directory (``results/<name>``): one plain path part."""
-    if not name.strip() or name.startswith(".") or any(c in name for c in "/\\\0"):
-        raise origins.error("expected a name usable as a directory name (no '/', no leading "
-                            f"'.'), found {name!r}", ("name",))
+    """The name is the default output directory (``results/<name>``): one plain path part,
+    printable, at most ``NAME_MAX`` characters."""
+    if (not name.strip() or name.startswith(".") or any(c in name for c in "/\\")
+            or not name.isprintable() or len(name) > NAME_MAX):
+        raise origins.error(f"expected a name usable as a directory name (printable, at most "
+                            f"{NAME_MAX} characters, no '/', no leading '.'), found "
+                            f"{shown(name)}", ("name",))
 
 
 def _apply_overrides(data: dict[str, Any], overrides: list[tuple[str, Any]], origins: Origins,
