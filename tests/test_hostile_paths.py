@@ -75,3 +75,17 @@ def test_an_experiment_name_that_would_misname_the_output_is_refused(tmp_path: P
     err = capsys.readouterr().err
     assert "\x1b" not in err and len(err.splitlines()) == 1 and len(err) < 300
     assert not list(tmp_path.glob("results*"))
+
+
+@pytest.mark.parametrize("sweep", [
+    "lazy_max_pages: [auto, 1024]",
+    "workload.size: [4, 16KiB]",
+    "workload.size: [{dist: fixed, value: 1}, {dist: uniform, min: 1, max: 4}]",
+])
+def test_a_sweep_of_mixed_documented_forms_gets_its_table(tmp_path: Path, capsys,
+                                                          sweep: str) -> None:
+    exp = tmp_path / "mixed.yaml"
+    exp.write_text(TINY.replace("sweep: {cpus: [1, 2]}", f"cpus: 2\nsweep:\n  {sweep}"))
+    assert main(["run", str(exp), "-o", str(tmp_path / "out"), "-q", "--no-report"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len([line for line in table if line.startswith("linux-4.7")]) == 2

@@ -57,17 +57,38 @@ def _cell(mean: float, low: float, high: float, unit: str) -> str:
     return text
 
 
+def _order(value: Any) -> tuple[int, float, str]:
+    """A sort key for a swept value of any documented form: numbers by value, then names
+    (``auto``, ``16KiB``), then mappings (a size distribution) by their text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        return (0, float(value), "")
+    if isinstance(value, str):
+        return (1, 0.0, value)
+    return (2, 0.0, json.dumps(value, sort_keys=True, default=str))
+
+
+def _value_text(value: Any) -> str:
+    """A swept value in a cell: a mapping (a size distribution) as ``dist=fixed value=1``."""
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
 def format_table(rows: list[dict[str, Any]], swept: list[str],
                  metrics: list[tuple[str, str, str]] = TABLE_METRICS) -> str:
     """One line per (variant, point): the headline metrics, mean over replications."""
     by_group: dict[tuple, dict[str, dict[str, Any]]] = {}
+    shown_as: dict[tuple, tuple] = {}  # a group's key -> its variant and swept values
     for row in rows:
-        key = (row["variant"], *(row.get(k) for k in swept))
+        values = (row["variant"], *(row.get(k) for k in swept))
+        key = tuple(json.dumps(v, sort_keys=True, default=str) for v in values)
+        shown_as.setdefault(key, values)
         by_group.setdefault(key, {})[row["metric"]] = row
     header = ["variant", *(k.split(".")[-1] for k in swept), *(label for _, label, _ in metrics)]
     lines = [header]
-    for key in sorted(by_group, key=lambda k: (*k[1:], k[0])):
-        cells = [str(v) for v in key]
+    for key in sorted(by_group, key=lambda k: tuple(map(_order, (*shown_as[k][1:],
+                                                                 shown_as[k][0])))):
+        cells = [_value_text(v) for v in shown_as[key]]
         for name, _, unit in metrics:
             r = by_group[key].get(name)
             cells.append(_cell(r["mean"], r["ci_low"], r["ci_high"], unit) if r else "-")
