@@ -89,3 +89,21 @@ def test_a_sweep_of_mixed_documented_forms_gets_its_table(tmp_path: Path, capsys
     assert main(["run", str(exp), "-o", str(tmp_path / "out"), "-q", "--no-report"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert len([line for line in table if line.startswith("linux-4.7")]) == 2
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("variants: [{name: x, base: [linux-4.7]}]\n", "base"),
+    ("variants: [{name: x, base: {a: 1}}]\n", "base"),
+    ("variants: [linux-4.7]\nsweep:\n  zip:\n    - {cpus: [1, 2], true: [1, 2]}\n", "True"),
+    ("variants: [linux-4.7]\nsweep:\n  zip:\n    - {cpus: [1, 2], 5: [1, 2]}\n", "5"),
+    ("variants: [linux-4.7]\nsweep:\n  lhs: {samples: 2, ranges: {7: [1, 2]}}\n", "7"),
+    ("variants: [linux-4.7]\nsweep:\n  9: [1, 2]\n", "9"),
+])
+def test_keys_and_bases_of_the_wrong_type_are_one_line(tmp_path: Path, capsys, text: str,
+                                                       where: str) -> None:
+    exp = tmp_path / "typed.yaml"
+    exp.write_text("name: typed\nmachine: desktop-8c16t\nworkload: seed-i915\n"
+                   "duration: 100us\n" + text)
+    assert main(["check", str(exp)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and where in err

@@ -226,7 +226,10 @@ def _values(value: Any, path: tuple, origins: Origins) -> list:
 
 
 def _claim(key: str, path: tuple, seen: dict[str, tuple], origins: Origins) -> None:
-    """Refuse a key swept twice (for example alone and in a zipped group)."""
+    """Refuse a key that is not a dotted name, or one swept twice (for example alone and in a
+    zipped group)."""
+    if not isinstance(key, str):
+        raise origins.error(f"expected a dotted key name, found {_show(key)}", path)
     if key in seen:
         raise origins.error(f"'{key}' is swept twice (also at {dotted(seen[key])})", path)
     seen[key] = path

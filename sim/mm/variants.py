@@ -39,6 +39,10 @@ def resolve_variant(entry: Any, origins: Origins, path: tuple) -> dict[str, Any]
         raise origins.error(f"expected a variant name or a mapping, found {entry!r}", path)
     base_name = entry.get("base")
     merged: dict[str, Any] = {}
+    if base_name is not None and not isinstance(base_name, str):
+        raise origins.error(f"expected the name of a preset to build on, found "
+                            f"{type(base_name).__name__} {str(base_name)[:40]}",
+                            path + ("base",))
     if base_name is not None:
         if base_name not in presets():
             raise origins.error(f"unknown base variant '{base_name}'"
