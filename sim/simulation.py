@@ -124,30 +124,30 @@ class Simulation:
             if self.config.warmup > 0:
                 self.env.process(self._warmup(self.config.warmup))
             end = self.config.warmup + self.config.duration
-            try:
-                if self.config.ops is None:
-                    self._run_until(end, progress)
-                else:  # the window's ops-th operation, or the duration cap
-                    self.env.run(until=self.env.any_of([self.metrics.done,
-                                                        self.env.timeout(end)]))
-            except RunAborted:
-                raise
-            except Exception as exc:  # the model broke its own assumption: a violation
-                self.safety.model_assumption(self.env.now, exc)
-                broken = True
-            else:
-                broken = False
+            if self.config.ops is None:
+                ran = self._guarded(lambda: self._run_until(end, progress))
+            else:  # the window's ops-th operation, or the duration cap
+                ran = self._guarded(lambda: self.env.run(
+                    until=self.env.any_of([self.metrics.done, self.env.timeout(end)])))
             metrics = self.collect()
             metrics.update(KINDS[self.config.workload.kind].metrics(self.control))
-            if not broken:
-                try:
-                    self.drain()
-                except RunAborted:
-                    raise
-                except Exception as exc:
-                    self.safety.model_assumption(self.env.now, exc)
+            if ran:
+                self._guarded(self.drain)
         metrics.update(self.safety.metrics())
         return metrics
+
+    def _guarded(self, part: Callable[[], None]) -> bool:
+        """Run one part of the simulation; an exception of the model's own code (a
+        composition that broke an assumption it makes) is the violation ``model_assumption``
+        and ends the run there (False). An observer's :class:`RunAborted` passes on."""
+        try:
+            part()
+        except RunAborted:
+            raise
+        except Exception as exc:
+            self.safety.model_assumption(self.env.now, exc)
+            return False
+        return True
 
     def _run_until(self, end: float, progress: Callable[[float], None] | None) -> None:
         """``env.run(until=end)``, in slices that report the simulated fraction done when a

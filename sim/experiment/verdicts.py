@@ -18,6 +18,7 @@ from sim.experiment.verify import (
     KINDS,
     VariantReport,
     run_schedule,
+    scenario_named,
     scenarios,
     verify_all,
 )
@@ -133,9 +134,7 @@ def write_traces(report: VariantReport, variant: dict[str, Any], seed: int, fold
     written = []
     for kind, finding in report.findings.items():
         c = finding.counterexample
-        scenario, machine = next((s, m) for s, m in
-                                 (chosen if chosen is not None else scenarios(every=True))
-                                 if s.name == c.scenario)
+        scenario, machine = scenario_named(c.scenario, chosen)
         tracer = Tracer(0.0, TRACE_END_NS, name=f"{report.variant}: {kind} in {c.scenario}, "
                         f"schedule {c.schedule}")
         run_schedule(variant, scenario, machine, c.schedule, seed, c.steps, c.cpus, c.duration,

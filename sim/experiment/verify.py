@@ -230,6 +230,13 @@ def load_scenario(path: Path) -> tuple[Scenario, dict[str, Any]]:
     return scenario, machine.data
 
 
+def scenario_named(name: str, chosen: list[tuple[Scenario, dict[str, Any]]] | None = None
+                   ) -> tuple[Scenario, dict[str, Any]]:
+    """The scenario (and machine) of that name among ``chosen``, else among every built-in."""
+    return next((s, m) for s, m in (chosen if chosen is not None else scenarios(every=True))
+                if s.name == name)
+
+
 def scenarios(every: bool = False) -> list[tuple[Scenario, dict[str, Any]]]:
     """The built-in scenarios: those with ``default: true``, or ``every`` one."""
     loaded = [load_scenario(path) for path in scenario_files()]
@@ -313,7 +320,12 @@ class Finding:
     counterexample: Outcome
 
     def time(self) -> float:
-        return float(self.counterexample.found[self.kind].get("time_ns", math.inf))
+        return violation_time(self.counterexample, self.kind)
+
+
+def violation_time(outcome: Outcome, kind: str) -> float:
+    """When a schedule showed its first violation of ``kind`` (simulated ns)."""
+    return float(outcome.found[kind].get("time_ns", math.inf))
 
 
 @dataclass
@@ -352,7 +364,7 @@ def explore_scenario(task: tuple[dict[str, Any], Scenario, dict[str, Any], int, 
             known = report.findings.get(kind)
             if known is None:
                 report.findings[kind] = Finding(kind, report.schedules, outcome)
-            elif Finding(kind, 0, outcome).time() < known.time():
+            elif violation_time(outcome, kind) < known.time():
                 known.counterexample = outcome
     return report
 
@@ -390,9 +402,7 @@ def minimize(variant: dict[str, Any], kind: str, outcome: Outcome, seed: int,
              chosen: list[tuple[Scenario, dict[str, Any]]] | None = None) -> Outcome:
     """Shrink a counterexample while its violation stays: fewer CPUs, then a shorter run (the
     workload stops issuing sooner: fewer operations before the violation)."""
-    scenario, machine = next((s, m) for s, m in
-                             (chosen if chosen is not None else scenarios(every=True))
-                             if s.name == outcome.scenario)
+    scenario, machine = scenario_named(outcome.scenario, chosen)
 
     def again(cpus: int, duration: float) -> Outcome | None:
         tried = run_schedule(variant, scenario, machine, outcome.schedule, seed,
