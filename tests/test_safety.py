@@ -14,7 +14,7 @@ from sim.config.loader import catalog_dir
 from sim.config.schema import RunConfig
 from sim.mm.lazy import FullWalk, Llist, SortedTree
 from sim.mm.node_purge import PerNodeLazy
-from sim.mm.purge_lock import NoPurgeLock, RefcountPurgeLock, SpinPurgeLock
+from sim.mm.purge_lock import MutexPurgeLock, NoPurgeLock, RefcountPurgeLock, SpinPurgeLock
 from sim.mm.safety import KINDS
 from sim.mm.variants import presets
 from sim.simulation import Simulation
@@ -227,7 +227,7 @@ def test_preset_uses_exactly_its_choices(name: str) -> None:
     if lazy == "per_node":
         assert {lock.name for lock in vm.locks} >= {"vmap_node.lazy.lock",
                                                     "vmap_node.busy.lock"}
-    expected_lock = {"spin": SpinPurgeLock, "mutex": SpinPurgeLock, "none": NoPurgeLock,
+    expected_lock = {"spin": SpinPurgeLock, "mutex": MutexPurgeLock, "none": NoPurgeLock,
                      "refcount": RefcountPurgeLock}[lock]
     assert type(vm.purge_lock) is expected_lock
     if lock in ("spin", "mutex"):

@@ -8,6 +8,11 @@ IPI holds the lock longer. Handlers on one CPU run one after another. While a CP
 or waits for IPI acknowledgements, handler time overlaps the wait; only a handler still running
 when the wait ends delays the CPU, and work a handler leaves behind (a TLB refill) is always paid,
 once for a run of handlers with none of the CPU's own work between them.
+
+A kworker woken on a CPU (:class:`RunQueue`) takes it from the CPU's task only at a point where
+the task can be preempted (``preempt_count`` zero: no spinlock held or spun on, no wait for IPI
+acknowledgements; ``CONFIG_PREEMPT``), and the task then waits at its next scheduling point
+until every kworker that took the CPU has given it back.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from sim.engine.fastpath import consume, skip, sleep
+from sim.engine.fastpath import consume, handover_event, skip, sleep
 from sim.engine.locks import SpinLock
 
 if TYPE_CHECKING:
@@ -48,6 +53,9 @@ class IrqState:
         """The clock of the CPUs (bound by :class:`Cpu`); None: handlers are never folded."""
         self.waiting: dict[int, Cpu] = {}
         """CPUs now waiting (lock spin, ack wait), by id: their ended handlers can be folded."""
+        self.tasks: dict[int, Cpu] = {}
+        """The CPU (its task's context) of each id, as each registers: where a kworker of
+        that CPU finds the task it preempts."""
         self.fold_every = 16 * ncpus
         self._delivered = 0
         self._queues: dict[bytes, list[deque[tuple[float, float, float]]]] = {}
@@ -141,10 +149,65 @@ def finish_time(handlers: deque[tuple[float, float, float]], now: float, work: f
     return now + work
 
 
+class RunQueue:
+    """The kworkers woken on one CPU, as the scheduler lets them preempt its task.
+
+    A woken kworker gets the CPU at once if the task can be preempted, else at the task's next
+    preemption point (``preempt_enable()`` reaching zero: the end of a spinlock section, of an
+    IPI wait); from then on until it gives the CPU back the task makes no progress past its
+    next scheduling point (it takes no lock, touches no shared state). Modelled on
+    ``CONFIG_PREEMPT`` (Linux 2.6 on), where ``preempt_enable()`` calls ``schedule()`` when a
+    wake-up set ``need_resched``.
+    """
+
+    __slots__ = ("env", "task", "running", "woken", "resume")
+
+    def __init__(self, task: Cpu) -> None:
+        self.env = task.env
+        self.task = task
+        self.running = 0
+        """Kworkers that have the CPU now."""
+        self.woken: list[simpy.Event] = []
+        """Kworkers waiting for the task's next preemption point."""
+        self.resume: simpy.Event | None = None
+        """Fired when the last running kworker gives the CPU back (the task waits on it)."""
+
+    def switch_in(self) -> simpy.Event | None:
+        """A woken kworker asks for the CPU: None if it has it now, else the event of the
+        task's next preemption point."""
+        if not self.task.preempt_count:
+            self.running += 1
+            return None
+        event = handover_event(self.env)
+        self.woken.append(event)
+        return event
+
+    def preempt_point(self) -> None:
+        """The task's ``preempt_count`` reached zero: the woken kworkers take the CPU."""
+        woken, self.woken = self.woken, []
+        self.running += len(woken)
+        for event in woken:
+            event.succeed()
+
+    def switch_out(self) -> None:
+        """A kworker gives the CPU back (its work done)."""
+        self.running -= 1
+        if not self.running and self.resume is not None:
+            resume, self.resume = self.resume, None
+            resume.succeed()
+
+    def wait(self) -> simpy.Event:
+        """The event the task waits on at a scheduling point while kworkers have the CPU."""
+        if self.resume is None:
+            self.resume = handover_event(self.env)
+        return self.resume
+
+
 class Cpu:
     """One online CPU executing kernel code paths on behalf of a workload."""
 
-    __slots__ = ("env", "id", "socket", "irq", "handlers", "pending", "preempt_count")
+    __slots__ = ("env", "id", "socket", "irq", "handlers", "pending", "preempt_count",
+                 "runqueue")
 
     def __init__(self, env: simpy.Environment, cpu_id: int, socket: int, irq: IrqState) -> None:
         self.env = env
@@ -157,6 +220,9 @@ class Cpu:
         self.preempt_count = 0
         """Non-zero while the CPU holds or spins on a spinlock or waits for IPI acks: an
         interrupt then returns to the same task (no preemption)."""
+        self.runqueue: RunQueue | None = None
+        """The kworkers that may preempt this CPU's task (made with the first of them)."""
+        irq.tasks.setdefault(cpu_id, self)
 
     def __repr__(self) -> str:
         return f"CPU{self.id}"
@@ -171,6 +237,8 @@ class Cpu:
         Handlers may be queued while the CPU sleeps through its step; on waking it checks for
         any that arrived before the step's end and redoes the work they displaced.
         """
+        if self.runqueue is not None and self.runqueue.running:
+            yield from self.preempted()
         env = self.env
         end = self._step_end()
         while end is not None:
@@ -224,6 +292,8 @@ class Cpu:
 
     def spin_lock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``spin_lock(lock)``: settle the clock, then take the lock or spin for it."""
+        if self.runqueue is not None and self.runqueue.running:
+            yield from self.preempted()
         env = self.env  # settle(), written out: one generator level less per resume
         end = self._step_end()
         while end is not None:
@@ -245,6 +315,31 @@ class Cpu:
             end = self._redo_end(end)
         lock.release(self)
         self.preempt_count -= 1
+        if not self.preempt_count and self.runqueue is not None and self.runqueue.woken:
+            self.runqueue.preempt_point()
+
+    def preempt_disable(self) -> None:
+        """``preempt_disable()``: no kworker takes the CPU until :meth:`preempt_enable`."""
+        self.preempt_count += 1
+
+    def preempt_enable(self) -> None:
+        """``preempt_enable()``: at zero, a kworker woken meanwhile takes the CPU."""
+        self.preempt_count -= 1
+        if not self.preempt_count and self.runqueue is not None and self.runqueue.woken:
+            self.runqueue.preempt_point()
+
+    def preempted(self) -> Generator[simpy.Event, None, None]:
+        """At a scheduling point while kworkers have the CPU: wait until they give it back.
+        The handlers that ran meanwhile interrupted them, not this task: only the work they
+        left behind (a TLB refill) is owed, once, on top of the task's charged work."""
+        while self.runqueue.running:
+            yield self.runqueue.wait()
+        handlers = self.handlers
+        now = self.env.now
+        leftover = 0.0
+        while handlers and handlers[0][1] <= now:
+            leftover = max(leftover, handlers.popleft()[2])
+        self.pending += leftover
 
     def spin_trylock(self, lock: SpinLock) -> Generator[simpy.Event, None, bool]:
         """``spin_trylock(lock)`` at the current time; True if taken."""
@@ -252,6 +347,29 @@ class Cpu:
         taken = lock.trylock(self)
         self.preempt_count += taken
         return taken
+
+    def mutex_lock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
+        """``mutex_lock(lock)`` of a mutex modelled as a lock with a wake-up handoff: unlike a
+        spinlock's, its waiter (asleep) and its holder can be preempted."""
+        yield from self.settle()
+        wait = lock.acquire(self)
+        if wait is not None:
+            yield from self.sleep_on(wait)
+
+    def sleep_on(self, event: simpy.Event) -> Generator[simpy.Event, None, None]:
+        """Sleep until ``event`` (a mutex wait, ``wait_for_completion``), settled: a kworker
+        gives its CPU back meanwhile (:class:`~sim.mm.workqueue.Kworker`)."""
+        yield from self._wait(event)
+
+    def mutex_trylock(self, lock: SpinLock) -> Generator[simpy.Event, None, bool]:
+        """``mutex_trylock(lock)``: True if taken."""
+        yield from self.settle()
+        return lock.trylock(self)
+
+    def mutex_unlock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
+        """``mutex_unlock(lock)`` at the end of the charged section."""
+        yield from self.settle()
+        lock.release(self)
 
     def forget_idle_handlers(self) -> None:
         """The CPU was idle: handlers that ran meanwhile leave no work for its next task."""

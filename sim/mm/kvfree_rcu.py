@@ -88,13 +88,15 @@ class KfreeRcuCpu:
         with self.runner.request() as turn:
             yield turn
             yield self.env.timeout(self.vm.costs.mutex_wake_ns)  # the kworker wakes up
-            for va in batch:
-                yield from self.vm.vfree(self.kworker, va)
-            self.kworker.charge(-(-len(batch) // KVFREE_BULK_MAX_ENTR)
-                                * self.vm.costs.page_free_ns)
-            yield from self.kworker.settle()
+            yield from self.kworker.run(self.free_batch(batch))
         self.in_flight -= 1
         self.batches += 1
+
+    def free_batch(self, batch: list[VmapArea]) -> Gen:
+        """``kfree_rcu_work``'s loop: vfree() each pointer, free the bulk pages."""
+        for va in batch:
+            yield from self.vm.vfree(self.kworker, va)
+        self.kworker.charge(-(-len(batch) // KVFREE_BULK_MAX_ENTR) * self.vm.costs.page_free_ns)
 
     def barrier(self) -> Gen:
         """Wait until every pointer queued so far has been freed."""

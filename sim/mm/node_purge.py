@@ -122,8 +122,7 @@ def spread_over_helpers(vm: VmallocModel, cpu: Cpu, purge_nodes: list[VmapNode])
     for process in running:  # flush_work(&vn->purge_work): sleep until it has run
         yield from cpu.settle()
         if process.is_alive:
-            yield process
-            cpu.waited()
+            yield from cpu.sleep_on(process)
             cpu.charge(vm.costs.mutex_wake_ns)  # woken by complete()
 
 
@@ -137,8 +136,7 @@ def schedule_work_on(vm: VmallocModel, cpu: Cpu, kworker: Kworker, vn: VmapNode
 
     def helper(woken: float) -> Gen:
         yield vm.env.timeout(max(0.0, woken - vm.env.now) + vm.costs.mutex_wake_ns)
-        yield from purge_vmap_node(vm, kworker, vn)
-        yield from kworker.settle()
+        yield from kworker.run(purge_vmap_node(vm, kworker, vn))
         vm.purge_helpers_busy.discard(kworker.id)
 
     return vm.env.process(helper(vm.now(cpu)))

@@ -84,7 +84,7 @@ class PercpuAllocator:
               ) -> Generator[simpy.Event, None, PercpuChunk | None]:
         """``__alloc_percpu(size, align)``: the chunk the object is in, or None."""
         c = self.vm.costs
-        yield from cpu.spin_lock(self.alloc_mutex)  # mutex_lock_killable(&pcpu_alloc_mutex)
+        yield from cpu.mutex_lock(self.alloc_mutex)  # mutex_lock_killable(&pcpu_alloc_mutex)
         yield from cpu.spin_lock(self.lock)
         chunk = self._place(size, align)
         self.open = [ch for ch in self.open if ch.offset < self.unit_bytes - 3 * 1024]
@@ -102,7 +102,7 @@ class PercpuAllocator:
                 chunk = self._place(size, align)
                 cpu.charge(c.lock_acquire_ns + c.kmalloc_ns)
                 yield from cpu.spin_unlock(self.lock)
-        yield from cpu.spin_unlock(self.alloc_mutex)
+        yield from cpu.mutex_unlock(self.alloc_mutex)
         return chunk
 
     def free(self, cpu: Cpu, chunk: PercpuChunk) -> Gen:

@@ -45,7 +45,7 @@ class PurgeLock:
 
 
 class SpinPurgeLock(PurgeLock):
-    """A spinlock (or, with a wake-up handoff, a mutex): trylock lazily, lock when sync."""
+    """A spinlock: trylock lazily, lock when sync."""
 
     def __init__(self, env: simpy.Environment, name: str, handoff: Handoff,
                  acquire_ns: float) -> None:
@@ -62,6 +62,21 @@ class SpinPurgeLock(PurgeLock):
     def exit(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
         cpu.charge(self.acquire_ns)
         yield from cpu.spin_unlock(self.lock)
+
+
+class MutexPurgeLock(SpinPurgeLock):
+    """A mutex (a lock whose handoff is a wake-up): its holder and waiters are preemptible."""
+
+    def try_enter(self, cpu: Cpu) -> Generator[simpy.Event, None, bool]:
+        got = yield from cpu.mutex_trylock(self.lock)
+        return got
+
+    def enter(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        yield from cpu.mutex_lock(self.lock)
+
+    def exit(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
+        cpu.charge(self.acquire_ns)
+        yield from cpu.mutex_unlock(self.lock)
 
 
 class NoPurgeLock(PurgeLock):
@@ -113,7 +128,7 @@ def make_purge_lock(kind: str, env: simpy.Environment, machine: Machine,
     if kind == "mutex":
         def wake(previous: Cpu, following: Cpu, cores: int) -> float:
             return c.mutex_wake_ns
-        return SpinPurgeLock(env, "vmap_purge_lock", wake, c.lock_acquire_ns)
+        return MutexPurgeLock(env, "vmap_purge_lock", wake, c.lock_acquire_ns)
     if kind == "refcount":
         return RefcountPurgeLock(c.atomic_ns)
     return NoPurgeLock()

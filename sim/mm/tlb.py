@@ -86,7 +86,7 @@ class TlbFlusher:
         """``on_each_cpu(func, info, wait=1)`` where func flushes ``pages`` (None: all) at a
         cost of ``flush_ns`` on each CPU; tells the safety checker when it has completed."""
         yield from cpu.settle()
-        cpu.preempt_count += 1  # on_each_cpu: preempt_disable()
+        cpu.preempt_disable()  # on_each_cpu: get_cpu()
         initiated = cpu.env.now
         targets, offsets = self.fanout(cpu.id)
         if len(targets):
@@ -98,7 +98,7 @@ class TlbFlusher:
             yield from cpu.wait_until(float(acks.max()))
         cpu.charge(flush_ns)
         yield from cpu.settle()
-        cpu.preempt_count -= 1
+        cpu.preempt_enable()  # put_cpu()
         start, end = pages if pages is not None else (0, 0)
         self.safety.flushed(initiated, start, end, pages is None, cpu.env.now, cpu.id)
         if self.tracer is not None:

@@ -15,11 +15,15 @@ The model of kernel/workqueue.c, reduced to what one work item needs:
 * The kworker is a separate execution context with the identity of the CPU it runs on (its
   socket, its cache lines, its own TLB: a flush it sends does not IPI that CPU, it flushes
   locally). It starts ``mutex_wake_ns`` after being woken (wake-up and context switch, the
-  cost the model already uses for a woken mutex waiter), and runs as soon as it is ready,
-  ahead of the CPU's task: every stretch of work it computes is stolen from that CPU's task
-  exactly like an interrupt handler's time (the task is paused for it). Its spinning on locks
-  and its wait for IPI acknowledgements are not stolen, and IPIs to that CPU are taken by the
-  task's context, not the kworker's: an approximation that keeps the CPU's own flushes exact.
+  cost the model already uses for a woken mutex waiter), and takes the CPU at the first point
+  where the CPU's task can be preempted (``sim/engine/cpu.py`` ``RunQueue``: never inside the
+  task's spinlock sections or IPI waits). From then until it gives the CPU back (its work
+  done, or asleep on a mutex or a completion) the task makes no progress past its next
+  scheduling point, and every stretch of work the kworker computes is stolen from the task
+  exactly like an interrupt handler's time (a task in the middle of a step is paused for
+  it). Its spinning on locks and its wait for IPI acknowledgements are not stolen, and IPIs to
+  that CPU are taken by the task's context, not the kworker's: an approximation that keeps
+  the CPU's own flushes exact.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import Callable, Generator
 import numpy as np
 import simpy
 
-from sim.engine.cpu import Cpu, IrqState
+from sim.engine.cpu import Cpu, IrqState, RunQueue
 
 Gen = Generator[simpy.Event, None, None]
 
@@ -37,13 +41,18 @@ Gen = Generator[simpy.Event, None, None]
 class Kworker(Cpu):
     """A kworker thread on CPU ``cpu_id``: its computed work is stolen from that CPU's task."""
 
-    __slots__ = ("shared",)
+    __slots__ = ("shared", "cpu_runqueue")
 
     def __init__(self, env: simpy.Environment, cpu_id: int, socket: int, shared: IrqState
                  ) -> None:
         super().__init__(env, cpu_id, socket, IrqState(cpu_id + 1))  # its own handler queue
         self.shared = shared
         """The machine's interrupt state: where the stolen time is put on the CPU."""
+        task = shared.tasks.get(cpu_id)
+        if task is not None and task.runqueue is None:
+            task.runqueue = RunQueue(task)
+        self.cpu_runqueue = task.runqueue if task is not None else None
+        """The run queue of the CPU's task (None: no task there to preempt)."""
 
     def __repr__(self) -> str:
         return f"kworker/{self.id}"
@@ -54,6 +63,35 @@ class Kworker(Cpu):
         if self.pending > 0:
             self.steal(self.env.now, self.pending)
         return super()._step_end()
+
+    def switch_in(self) -> Gen:
+        """Take the CPU: at once if its task can be preempted, else at its next preemption
+        point (``preempt_enable()`` reaching zero)."""
+        rq = self.cpu_runqueue
+        if rq is not None:
+            event = rq.switch_in()
+            if event is not None:
+                yield event
+
+    def switch_out(self) -> None:
+        """Give the CPU back to its task."""
+        if self.cpu_runqueue is not None:
+            self.cpu_runqueue.switch_out()
+
+    def run(self, body: Gen) -> Gen:
+        """``worker_thread`` running ``body`` once woken: take the CPU, run, settle, give the
+        CPU back."""
+        yield from self.switch_in()
+        yield from body
+        yield from self.settle()
+        self.switch_out()
+
+    def sleep_on(self, event: simpy.Event) -> Gen:
+        """Asleep (a mutex wait, ``wait_for_completion``) the kworker gives its CPU back and
+        takes it again, like any woken kworker, once ``event`` has fired."""
+        self.switch_out()
+        yield from self._wait(event)
+        yield from self.switch_in()
 
     def steal(self, start: float, ns: float) -> None:
         """Pause the CPU's task for [start, start + ns), as a handler does (IPIs are still
@@ -101,12 +139,15 @@ class Work:
     def worker(self, kworker: Kworker, woken: float) -> Gen:
         """``worker_thread``: wake up, then ``process_one_work`` while the item is pending."""
         yield self.env.timeout(max(0.0, woken - self.env.now) + self.wake_ns)
+        yield from kworker.run(self.process_one_work(kworker))
+        self.process = None
+
+    def process_one_work(self, kworker: Kworker) -> Gen:
+        """``process_one_work`` while the item is pending."""
         while self.pending:
-            self.pending = False  # process_one_work: set_work_pool_and_clear_pending()
+            self.pending = False  # set_work_pool_and_clear_pending()
             self.runs += 1
             yield from self.func(kworker)
-        yield from kworker.settle()
-        self.process = None
 
     def idle(self) -> bool:
         return self.process is None
