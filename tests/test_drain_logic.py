@@ -8,7 +8,8 @@ import simpy
 import yaml
 
 from sim.config.loader import catalog_dir
-from sim.config.schema import RunConfig
+from sim.config.schema import MachineProfile, RunConfig
+from sim.engine.machine import Machine
 from sim.mm.lazy import SortedTree
 from sim.mm.variants import presets
 from sim.mm.vmap_area import VmapArea
@@ -19,6 +20,7 @@ from tests.test_safety import allocate, at, counts
 MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
 FIX_SIZE = yaml.safe_load((catalog_dir("workloads") / "test_vmalloc-fix_size.yaml").read_text())
 COSTS = MACHINE["costs"]
+MACHINE_PROFILE = MachineProfile.model_validate(MACHINE)
 
 
 def build(name: str, cpus: int = 2, lazy_max_pages: int | str = "auto") -> Simulation:
@@ -41,7 +43,7 @@ def vfree(sim: Simulation, cpu: int, va: VmapArea) -> float:
 def test_purge_tree_merges_adjacent_lazy_areas() -> None:
     """merge_or_add_vmap_area: a node absorbs the area ending at its start or starting at its
     end; a gap keeps nodes apart."""
-    tree = SortedTree(simpy.Environment(), lambda a, b, k: 0.0)
+    tree = SortedTree(simpy.Environment(), Machine(MACHINE_PROFILE, 2), lambda a, b, k: 0.0)
     for ident, (start, end) in enumerate([(0, 2), (4, 6), (10, 12), (2, 4), (6, 8)]):
         tree.merge_or_add_vmap_area(VmapArea(start, end, 0, ident))
     assert tree.nodes() == 2  # [0, 8) and [10, 12)

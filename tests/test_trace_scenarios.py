@@ -31,12 +31,20 @@ MACHINE_YAML = yaml.safe_load((ROOT / "cpus" / "xeon-2s-112.yaml").read_text())
 WORKLOAD_YAML = yaml.safe_load((ROOT / "workloads" / "test_vmalloc-fix_size.yaml").read_text())
 PROFILE = MachineProfile.model_validate(MACHINE_YAML)
 C = PROFILE.costs
-PER_SOCKET = PROFILE.cpus_per_socket
+CORES = 56
+"""2 x 28 cores, SMT: Linux numbers the cores 0-55 (socket 0 first), then their siblings."""
+
+
+def socket(cpu: int) -> int:
+    return cpu % CORES // 28
 
 
 def line(a: int, b: int) -> float:
-    """One cache-line transfer between CPUs ``a`` and ``b`` of the profile."""
-    if a // PER_SOCKET == b // PER_SOCKET:
+    """One cache-line transfer between CPUs ``a`` and ``b`` of the profile (one LLC per
+    socket)."""
+    if a % CORES == b % CORES:
+        return C.cacheline_same_core_ns
+    if socket(a) == socket(b):
         return C.cacheline_same_socket_ns
     return C.cacheline_cross_socket_ns
 
@@ -44,13 +52,13 @@ def line(a: int, b: int) -> float:
 def ipi_offsets(sender: int, ncpus: int) -> dict[int, float]:
     """When each target's IPI arrives after the send: own socket first, in CPU order."""
     others = [c for c in range(ncpus) if c != sender]
-    home = sender // PER_SOCKET
-    order = [c for c in others if c // PER_SOCKET == home]
-    order += [c for c in others if c // PER_SOCKET != home]
+    home = socket(sender)
+    order = [c for c in others if socket(c) == home]
+    order += [c for c in others if socket(c) != home]
     offsets, t = {}, C.ipi_delivery_ns
     for c in order:
         offsets[c] = t
-        t += C.ipi_send_same_socket_ns if c // PER_SOCKET == home else C.ipi_send_cross_socket_ns
+        t += C.ipi_send_same_socket_ns if socket(c) == home else C.ipi_send_cross_socket_ns
     return offsets
 
 
@@ -105,12 +113,12 @@ def test_uncontended_acquire_schedules_nothing() -> None:
 
 @pytest.mark.parametrize("kind", ["qspinlock", "ticket"])
 def test_handoff_is_fifo_and_costs_the_lock_kind(kind: str) -> None:
-    """CPU 0 holds; CPUs 2, 56 (other socket) and 1 arrive in that order and get the lock in
+    """CPU 0 holds; CPUs 2, 28 (other socket) and 1 arrive in that order and get the lock in
     that order, each at the previous release plus the handoff of the lock kind."""
     env, machine, cpus = bare_cpus(112)
     lock = SpinLock(env, "l", spinlock_handoff(kind, machine))
-    arrivals = {0: 0.0, 2: 10.0, 56: 20.0, 1: 30.0}
-    holds = {0: 1000.0, 2: 700.0, 56: 300.0, 1: 450.0}
+    arrivals = {0: 0.0, 2: 10.0, 28: 20.0, 1: 30.0}
+    holds = {0: 1000.0, 2: 700.0, 28: 300.0, 1: 450.0}
     log: list[tuple[int, float, float]] = []
 
     def user(cpu: Cpu):
@@ -125,7 +133,7 @@ def test_handoff_is_fifo_and_costs_the_lock_kind(kind: str) -> None:
         env.process(user(cpus[i]))
     env.run()
 
-    order = [0, 2, 56, 1]
+    order = [0, 2, 28, 1]
     expected_grant = {0: 0.0}
     release = holds[0]
     for k, (prev, nxt) in enumerate(zip(order, order[1:], strict=False)):
@@ -141,12 +149,12 @@ def test_handoff_is_fifo_and_costs_the_lock_kind(kind: str) -> None:
         assert released == granted + holds[who], who
     if kind == "qspinlock":  # one line transfer whatever the queue length
         assert expected_grant[2] - holds[0] == C.cacheline_same_socket_ns
-        assert expected_grant[56] - expected_grant[2] - holds[2] == C.cacheline_cross_socket_ns
+        assert expected_grant[28] - expected_grant[2] - holds[2] == C.cacheline_cross_socket_ns
     else:  # ticket: c * k / 2 with k = 4, 3, 2 cores holding or waiting
         assert expected_grant[2] - holds[0] == C.cacheline_same_socket_ns * 4 / 2
-        assert (expected_grant[56] - expected_grant[2] - holds[2]
+        assert (expected_grant[28] - expected_grant[2] - holds[2]
                 == C.cacheline_cross_socket_ns * 3 / 2)
-        assert (expected_grant[1] - expected_grant[56] - holds[56]
+        assert (expected_grant[1] - expected_grant[28] - holds[28]
                 == C.cacheline_cross_socket_ns * 2 / 2)
 
     waits = [expected_grant[i] - arrivals[i] for i in order[1:]]
@@ -305,7 +313,7 @@ def test_two_flushes_during_one_hold_stretch_it_twice() -> None:
     assert (sim.metrics.tlb_flush_full, sim.metrics.ipis) == (2, 2)
 
 
-@pytest.mark.parametrize("sender_id", [0, 60])
+@pytest.mark.parametrize("sender_id", [0, 30])
 def test_fanout_order_across_sockets(sender_id: int) -> None:
     """On 112 CPUs the sender's own socket's other 55 CPUs come first, then the other 56."""
     sim = make_sim(cpus=112)
@@ -324,7 +332,7 @@ def test_fanout_order_across_sockets(sender_id: int) -> None:
     np.testing.assert_array_equal(sim.irq.busy_until, expected)
     last = C.ipi_delivery_ns + 55 * C.ipi_send_same_socket_ns + 55 * C.ipi_send_cross_socket_ns
     assert max(offsets.values()) == last
-    first_remote, last_remote = (56, 111) if sender_id == 0 else (0, 55)
+    first_remote, last_remote = (28, 111) if sender_id == 0 else (0, 83)
     assert offsets[last_remote] == last
     assert offsets[first_remote] == C.ipi_delivery_ns + 55 * C.ipi_send_same_socket_ns
     assert t["acked"] == last + FULL_HANDLER + C.flush_full_ns  # last ack, then local flush
@@ -448,7 +456,7 @@ def test_vm_unmap_aliases_waits_for_a_lazy_purge_in_progress() -> None:
     env.run()
 
     range_handler = C.ipi_handler_ns + 2 * C.invlpg_ns  # one page + guard page
-    lazy_purge = (C.lock_acquire_ns + C.atomic_ns + C.list_walk_per_node_ns  # llist_del_all
+    lazy_purge = (C.lock_acquire_ns + C.atomic_ns + C.l2_ns  # llist_del_all, walk own area
                   + C.atomic_ns  # atomic_sub(nr, &vmap_lazy_nr)
                   + ipi_offsets(0, 2)[1] + range_handler + 2 * C.invlpg_ns
                   + C.lock_acquire_ns + math.log2(1 + 2) * C.rbtree_level_ns + C.kmalloc_ns
@@ -456,6 +464,7 @@ def test_vm_unmap_aliases_waits_for_a_lazy_purge_in_progress() -> None:
     assert t["released"] == near(t0 + lazy_purge)
     granted = t["released"] + line(0, 1)
     forced = (C.lock_acquire_ns + sim.machine.ncpus * C.vb_queue_check_ns + C.atomic_ns
+              + line(0, 1)  # llist_del_all takes the list head from CPU 0's cache
               + ipi_offsets(1, 2)[0] + FULL_HANDLER + C.flush_full_ns + C.tlb_refill_ns
               + C.lock_acquire_ns)
     assert t["returned"] == near(granted + forced)
@@ -467,12 +476,20 @@ def test_vm_unmap_aliases_waits_for_a_lazy_purge_in_progress() -> None:
 
 # --- lazy free and purge of one area -------------------------------------------------------
 
+def busy_walk_per_area(ncpus: int) -> float:
+    """A 4.5 purge walk on CPU 0 over a busy list every online CPU is taken to have filled
+    alike (all within CPU 0's L2): 1/n of the lines from its own L2, the rest from the other
+    CPUs' caches."""
+    others = sum(line(w, 0) for w in range(1, ncpus))
+    return (C.l2_ns + others) / ncpus
+
+
 def purge_cost(variant: str, busy_before: int, lazy: list[int], ncpus: int) -> float:
     """__purge_vmap_area_lazy(sync) of ``lazy`` areas (sizes in pages) on CPU 0, uncontended,
     the last vmap_lazy_nr writer being CPU 0 and the purged range a range flush."""
     pages = max(lazy)  # the tests purge one area: the flushed range is that area
-    walk = (busy_before * C.list_walk_per_node_ns if variant == "linux-4.5"
-            else C.atomic_ns + len(lazy) * C.list_walk_per_node_ns)
+    walk = (busy_before * busy_walk_per_area(ncpus) if variant == "linux-4.5"
+            else C.atomic_ns + len(lazy) * C.l2_ns)  # llist_del_all, walk of its own areas
     flush_ipis = (max(ipi_offsets(0, ncpus).values()) + C.ipi_handler_ns
                   + pages * C.invlpg_ns) if ncpus > 1 else 0.0
     return (C.lock_acquire_ns + ncpus * C.vb_queue_check_ns + walk + C.atomic_ns
@@ -548,8 +565,8 @@ def test_purge_walk_full_list_in_4_5_lazy_list_only_in_4_7() -> None:
         assert sim.metrics.purge.n == 1
         purge[variant] = sim.metrics.purge.total
         assert purge[variant] == near(purge_cost(variant, count + 1, [2], 2))
-    walk_45 = (count + 1) * C.list_walk_per_node_ns
-    walk_47 = C.atomic_ns + 1 * C.list_walk_per_node_ns
+    walk_45 = (count + 1) * busy_walk_per_area(2)
+    walk_47 = C.atomic_ns + 1 * C.l2_ns
     assert purge["linux-4.5"] - purge["linux-4.7"] == near(walk_45 - walk_47)
 
 

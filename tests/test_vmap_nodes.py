@@ -10,8 +10,9 @@ import simpy
 import yaml
 
 from sim.config.loader import catalog_dir
-from sim.config.schema import RunConfig, Variant
+from sim.config.schema import MachineProfile, RunConfig, Variant
 from sim.engine.locks import no_handoff
+from sim.engine.machine import Machine
 from sim.mm.variants import presets
 from sim.mm.vmap_node import VmapNodes
 from sim.simulation import Simulation
@@ -22,14 +23,18 @@ MACHINE = yaml.safe_load((catalog_dir("cpus") / "xeon-2s-112.yaml").read_text())
 FIX_SIZE = yaml.safe_load((catalog_dir("workloads") / "test_vmalloc-fix_size.yaml").read_text())
 
 
+def machine(cpus: int) -> Machine:
+    return Machine(MachineProfile.model_validate(MACHINE), cpus)
+
+
 @pytest.mark.parametrize("cpus,nodes", [(1, 1), (4, 4), (112, 112), (128, 128), (256, 128)])
 def test_one_node_per_cpu_at_most_128(cpus: int, nodes: int) -> None:
-    assert len(VmapNodes(simpy.Environment(), cpus, no_handoff).nodes) == nodes
+    assert len(VmapNodes(simpy.Environment(), machine(cpus), no_handoff).nodes) == nodes
 
 
 def test_addr_to_node_id_is_16_page_zones_round_robin() -> None:
     """addr_to_node_id(addr) = (addr / vmap_zone_size) % nr_vmap_nodes, 16-page zones."""
-    vn = VmapNodes(simpy.Environment(), 4, no_handoff)
+    vn = VmapNodes(simpy.Environment(), machine(4), no_handoff)
     ids = [vn.addr_to_node(addr).id for addr in (0, 15, 16, 31, 32, 48, 63, 64, 16 * 9 + 3)]
     assert ids == [0, 0, 1, 1, 2, 3, 3, 0, 1]
     assert len({id(node.lock.stat) for node in vn.nodes}) == 1  # one lock class
@@ -55,13 +60,14 @@ def busy_lock_contentions_per_cpu(variant: str, cpus: int) -> float:
     return stats[lock]["contentions"] / cpus
 
 
-def test_per_node_lock_contention_per_cpu_falls_as_nodes_spread_the_load() -> None:
-    """linux-6.9's vmap_area_lock (per-node lock) contention per CPU falls as nodes spread the
-    load, and stays below linux-5.18's global vmap_area_lock at every CPU count."""
+def test_per_node_lock_contention_stays_far_below_the_global_lock() -> None:
+    """linux-6.9's per-node busy.lock is contended per CPU at most a tenth as often as
+    linux-5.18's global vmap_area_lock, at every CPU count (one socket, and two from 29 CPUs
+    on this profile)."""
     new = [busy_lock_contentions_per_cpu("linux-6.9", cpus) for cpus in (2, 8, 32)]
     old = [busy_lock_contentions_per_cpu("linux-5.18", cpus) for cpus in (2, 8, 32)]
-    assert new[0] > new[1] >= new[2]
-    assert all(n < o for n, o in zip(new, old))
+    assert all(o > 10 for o in old)
+    assert all(n < o / 10 for n, o in zip(new, old))
 
 
 # --- size-segregated per-node pools (72210662c5a2) ------------------------------------------

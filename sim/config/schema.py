@@ -49,7 +49,22 @@ class Costs(Strict):
     """Costed latencies in nanoseconds. Each profile cites the source of every value."""
 
     cacheline_same_socket_ns: Cost
+    """A cache-line transfer between two CPUs of one socket in different last-level cache
+    domains (with one LLC per socket: any two cores of the socket)."""
     cacheline_cross_socket_ns: Cost
+    cacheline_same_llc_ns: Cost | None = None
+    """Between two cores sharing a last-level cache (a Zen CCX); default: same socket's."""
+    cacheline_same_core_ns: Cost | None = None
+    """Between SMT siblings (shared L1/L2); default: same LLC's."""
+    l2_ns: Cost | None = None
+    """A load that hits this CPU's own L2 (its working set fits ``l2_kib``); default:
+    ``rbtree_level_ns``, a hot line."""
+    llc_ns: Cost | None = None
+    """A load that hits the last-level cache (working set within ``llc_kib``); default:
+    ``l2_ns``."""
+    dram_ns: Cost | None = None
+    """A load from local memory (working set beyond the caches); default:
+    ``list_walk_per_node_ns``."""
     atomic_ns: Cost
     lock_acquire_ns: Annotated[float, Field(gt=0)]
     kmalloc_ns: Cost
@@ -81,9 +96,30 @@ class MachineProfile(Strict):
     description: str = ""
     cpus: int = Field(ge=1, le=MAX_CPUS)
     cpus_per_socket: int = Field(ge=1, le=MAX_CPUS)
+    cpus_per_llc: int | None = Field(None, ge=1, le=MAX_CPUS)
+    """Logical CPUs sharing one last-level cache (a Zen CCX of 4 or 8 cores with SMT: 8 or
+    16); default: one LLC per socket."""
+    threads_per_core: int = Field(1, ge=1, le=8)
+    """SMT threads per core. CPUs are numbered as Linux numbers them on x86: the first thread
+    of every core (socket by socket, LLC by LLC) first, then the second threads, and so on."""
+    l2_kib: float | None = Field(None, gt=0)
+    """Per-core L2 size; default: unbounded (working sets always fit)."""
+    llc_kib: float | None = Field(None, gt=0)
+    """Size of one last-level cache domain; default: unbounded."""
     vmalloc_space: Pages = Field(description="VMALLOC_END - VMALLOC_START")
     tlb_single_page_flush_ceiling: int = Field(ge=0)
     costs: Costs
+
+    @model_validator(mode="after")
+    def _topology_divides(self) -> MachineProfile:
+        llc = self.cpus_per_llc or self.cpus_per_socket
+        if self.cpus_per_socket % llc:
+            raise ValueError(f"cpus_per_llc ({llc}) must divide cpus_per_socket "
+                             f"({self.cpus_per_socket})")
+        if llc % self.threads_per_core:
+            raise ValueError(f"threads_per_core ({self.threads_per_core}) must divide "
+                             f"cpus_per_llc ({llc})")
+        return self
 
 
 # --- workloads ------------------------------------------------------------------------------
@@ -267,8 +303,14 @@ class VmallocTestModule(WorkloadBase):
     finishes: ClassVar[bool] = True
     """The run ends when every worker is done (``duration`` is then a cap)."""
     nr_threads: int = Field(default=0, ge=0, le=65535,
-                            description="workers; 0 is clamped to 1 as the module does; "
-                                        "worker i runs on CPU i % cpus")
+                            description="workers; 0 is clamped to 1 as the module does")
+    placement: Literal["spread", "compact", "pinned"] = Field(
+        default="spread",
+        description="where the (unpinned) workers run: spread as Linux's scheduler spreads "
+                    "busy tasks over idle CPUs (LLC domains and cores before SMT siblings), "
+                    "compact (fill one LLC domain, siblings together, then the next), pinned "
+                    "(worker i on CPU i); worker i takes the i-th CPU of that order, modulo "
+                    "cpus")
     test_loop_count: int = Field(default=1_000_000, ge=1, le=2**31 - 1)
     test_repeat_count: int = Field(default=1, ge=1, le=1_000_000)
     nr_pages: int = Field(default=1, ge=0, le=1 << 20,

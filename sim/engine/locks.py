@@ -51,14 +51,15 @@ class LockStat:
 
 
 def spinlock_handoff(kind: str, machine: Machine) -> Handoff:
-    """Handoff cost of a spinlock kind: qspinlock one line transfer, ticket c*k/2."""
-    per_socket, same, cross = machine.cacheline_table
+    """Handoff cost of a spinlock kind: qspinlock one line transfer, ticket c*k/2 (the
+    transfer by the closest cache level the two CPUs share)."""
+    table = machine.transfer
     if kind == "qspinlock":
         def handoff(previous: Any, following: Any, cores: int) -> float:
-            return same if previous.id // per_socket == following.id // per_socket else cross
+            return table[previous.id][following.id]
     else:
         def handoff(previous: Any, following: Any, cores: int) -> float:
-            return machine.cacheline_ns(previous.id, following.id) * cores / 2.0
+            return table[previous.id][following.id] * cores / 2.0
     return handoff
 
 

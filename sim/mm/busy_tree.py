@@ -16,6 +16,13 @@ from operator import sub
 
 import numpy as np
 
+RB_LIST_WRITE_LINES = 4
+"""Cache lines an insert or erase of a ``vmap_area`` in an rbtree plus its sorted list dirties
+for the next CPU to touch the same part of the structure (mm/vmalloc.c ``__insert_vmap_area``,
+``__free_vmap_area``; lib/rbtree.c): the parent's child link, about one more node recoloured or
+rotated (rebalancing is amortised O(1)), and the two list neighbours (``list_add_rcu``,
+``list_del_rcu``)."""
+
 BLOCK = 256
 """Target areas per block; a block splits at twice this."""
 SCALAR_STEPS = 24

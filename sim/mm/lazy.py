@@ -30,8 +30,11 @@ from typing import TYPE_CHECKING
 
 import simpy
 
+from sim.engine.coherence import SharedLines
 from sim.engine.cpu import Cpu
 from sim.engine.locks import Handoff, SpinLock
+from sim.engine.machine import Machine
+from sim.mm.busy_tree import RB_LIST_WRITE_LINES
 from sim.mm.vmap_area import VM_LAZY_FREE, VM_LAZY_FREEING, VmapArea
 
 if TYPE_CHECKING:
@@ -49,7 +52,11 @@ class LazyList:
     """The lock of the lazy structure itself, if it has one."""
     cold_walk = False
     """True when the purge's free loop is the first walk over the nodes it took (their lines
-    were last written by the freeing CPUs): it then pays ``list_walk_per_node_ns`` per node."""
+    were last written by the freeing CPUs): it then pays for them
+    (``VmallocModel.areas_walk_ns``)."""
+    range_walk = False
+    """True when the purge walks what it took to find the flush range (``llist_for_each_entry``
+    over the llist before the flush), paying for each area there."""
 
     def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> Iterable[simpy.Event]:
         """Make ``va`` visible to purgers (after this point it may be freed at any time); the
@@ -82,7 +89,7 @@ class FullWalk(LazyList):
     def collect(self, vm: VmallocModel, cpu: Cpu) -> Generator[simpy.Event, None, Nodes]:
         # rcu_read_lock(); list_for_each_entry_rcu(va, &vmap_area_list, list)
         found = list(self._flagged.values())
-        cpu.charge(vm.busy.count * vm.costs.list_walk_per_node_ns)
+        cpu.charge(vm.busy.count * vm.machine.mean_line_ns(cpu.id, vm.busy.count))
         yield from cpu.settle()
         for va in found:  # va->flags |= VM_LAZY_FREEING; va->flags &= ~VM_LAZY_FREE
             va.flags = (va.flags | VM_LAZY_FREEING) & ~VM_LAZY_FREE
@@ -96,18 +103,24 @@ class FullWalk(LazyList):
 class Llist(LazyList):
     """Linux 4.7: a separate lock-free llist of lazily freed areas."""
 
-    def __init__(self) -> None:
+    range_walk = True
+
+    def __init__(self, machine: Machine) -> None:
         self._llist: list[VmapArea] = []
+        self.head = SharedLines(machine)
+        """``vmap_purge_list``'s head line: every ``llist_add`` cmpxchg and the purge's
+        ``llist_del_all`` xchg take it exclusive."""
 
     def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> Iterable[simpy.Event]:
-        cpu.charge(vm.costs.atomic_ns)  # llist_add(&va->purge_list, &vmap_purge_list)
+        # llist_add(&va->purge_list, &vmap_purge_list)
+        cpu.charge(vm.costs.atomic_ns + self.head.write(cpu.id, 1))
         self._llist.append(va)
         return ()
 
     def collect(self, vm: VmallocModel, cpu: Cpu) -> Generator[simpy.Event, None, Nodes]:
         yield from cpu.settle()
         areas, self._llist = self._llist, []  # valist = llist_del_all(&vmap_purge_list)
-        cpu.charge(vm.costs.atomic_ns + len(areas) * vm.costs.list_walk_per_node_ns)
+        cpu.charge(vm.costs.atomic_ns + self.head.write(cpu.id, 1))
         return [[va] for va in areas]
 
     def pending(self) -> int:
@@ -120,8 +133,10 @@ class SortedTree(LazyList):
 
     cold_walk = True
 
-    def __init__(self, env: simpy.Environment, handoff: Handoff) -> None:
+    def __init__(self, env: simpy.Environment, machine: Machine, handoff: Handoff) -> None:
         self.lock = SpinLock(env, "purge_vmap_area_lock", handoff)
+        self.lines = SharedLines(machine)
+        """The purge tree's and list's lines a merge touches."""
         self._starts: list[int] = []
         """purge_vmap_area_list: the nodes' va_start, in address order."""
         self._nodes: dict[int, tuple[int, list[VmapArea]]] = {}
@@ -135,7 +150,8 @@ class SortedTree(LazyList):
         yield from cpu.spin_lock(self.lock)
         depth = math.log2(len(self._starts) + 2)
         self.merge_or_add_vmap_area(va)
-        cpu.charge(vm.costs.lock_acquire_ns + depth * vm.costs.rbtree_level_ns)
+        cpu.charge(vm.costs.lock_acquire_ns + depth * vm.costs.rbtree_level_ns
+                   + self.lines.write(cpu.id, RB_LIST_WRITE_LINES))
         yield from cpu.spin_unlock(self.lock)
 
     def merge_or_add_vmap_area(self, va: VmapArea) -> None:
@@ -161,7 +177,7 @@ class SortedTree(LazyList):
         yield from cpu.spin_lock(self.lock)
         nodes = [self._nodes[start][1] for start in self._starts]
         self._starts, self._nodes, self._areas = [], {}, 0
-        cpu.charge(vm.costs.lock_acquire_ns)
+        cpu.charge(vm.costs.lock_acquire_ns + self.lines.write(cpu.id, 1))
         yield from cpu.spin_unlock(self.lock)
         return nodes
 
@@ -173,8 +189,11 @@ class SortedTree(LazyList):
         return len(self._starts)
 
 
-def make_lazy_list(kind: str, env: simpy.Environment, handoff: Handoff) -> LazyList:
+def make_lazy_list(kind: str, env: simpy.Environment, machine: Machine, handoff: Handoff
+                   ) -> LazyList:
     """The ``lazy_list`` mechanism of a variant; ``handoff`` is its spinlocks' handoff."""
     if kind == "sorted_tree":
-        return SortedTree(env, handoff)
-    return {"full_walk": FullWalk, "llist": Llist}[kind]()
+        return SortedTree(env, machine, handoff)
+    if kind == "llist":
+        return Llist(machine)
+    return FullWalk()

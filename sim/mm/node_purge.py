@@ -176,7 +176,7 @@ def reclaim_list_global(vm: VmallocModel, ctx: Cpu, areas: list[VmapArea]) -> Ge
     if not areas:
         return
     yield from ctx.spin_lock(vm.vmap_area_lock)
-    ctx.charge(vm.costs.lock_acquire_ns
+    ctx.charge(vm.costs.lock_acquire_ns + vm.free_tree_write(ctx)
                + len(areas) * (vm.rbtree_ns(vm.space) + vm.costs.kmalloc_ns))
     for va in areas:
         if vm.safety.freed(va, vm.now(ctx), ctx.id):
@@ -207,7 +207,8 @@ def decay_va_pool_node(vm: VmallocModel, cpu: Cpu, vn: VmapNode) -> Gen:
         return
     cpu.charge(len(decayed) * c.rbtree_level_ns * math.log2(len(decayed) + 1))
     yield from cpu.spin_lock(vm.vmap_area_lock)
-    cpu.charge(c.lock_acquire_ns + len(decayed) * (vm.rbtree_ns(vm.space) + c.kmalloc_ns))
+    cpu.charge(c.lock_acquire_ns + vm.free_tree_write(cpu)
+               + len(decayed) * (vm.rbtree_ns(vm.space) + c.kmalloc_ns))
     for addr in decayed:  # merge_or_add_vmap_area_augment(va, &free_vmap_area_root)
         vm.space.erase(addr)
     yield from cpu.spin_unlock(vm.vmap_area_lock)

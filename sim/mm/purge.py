@@ -97,6 +97,8 @@ class LazyPurge:
         nodes = yield from self.lazy.collect(self, cpu)
         valist = [va for node in nodes for va in node]
         nr = 0
+        if self.lazy.range_walk:  # llist_for_each_entry(va, valist, purge_list)
+            cpu.charge(self.areas_walk_ns(cpu, valist))
         for va in valist:
             self.safety.read(va, self.now(cpu), cpu.id, "walked the lazy area")
             start = min(start, va.va_start)
@@ -127,12 +129,11 @@ class LazyPurge:
                 return
         every = self.free_lock_break or len(nodes)
         per_node = self.costs.kmalloc_ns
-        if self.lazy.cold_walk:
-            per_node += self.costs.list_walk_per_node_ns
         yield from cpu.spin_lock(self.vmap_area_lock)
         for first in range(0, len(nodes), every):
             chunk = [va for node in nodes[first:first + every] for va in node]
-            cpu.charge(min(every, len(nodes) - first) * (self.rbtree_ns() + per_node))
+            cpu.charge(min(every, len(nodes) - first) * (self.rbtree_ns() + per_node)
+                       + self.free_loop_lines(cpu, nodes[first:first + every]))
             for va in chunk:
                 self.__free_vmap_area(cpu, va)
             if per_area_sub:
@@ -144,6 +145,20 @@ class LazyPurge:
                     yield from cpu.spin_lock(self.vmap_area_lock)
         cpu.charge(self.costs.lock_acquire_ns)
         yield from cpu.spin_unlock(self.vmap_area_lock)
+
+    def free_loop_lines(self, cpu: Cpu, nodes: Nodes) -> float:
+        """What one stretch of the free loop pulls from other CPUs' caches: the tree it
+        rewrites (taken back from the last writer once per lock hold; the busy tree up to
+        5.3, the augmented free tree from 5.2) and, when this loop is the purge's first walk
+        over what it took (5.11's tree), each node's first area."""
+        cost = 0.0
+        if self.lazy_in_busy_tree:
+            cost += self.busy_lines.write(cpu.id, self.busy_write_lines)
+        if self.space is not self.busy:
+            cost += self.free_tree_write(cpu)
+        if self.lazy.cold_walk:
+            cost += self.areas_walk_ns(cpu, [node[0] for node in nodes])
+        return cost
 
     def purge_to_pools(self, cpu: Cpu, nodes: Nodes, per_area_sub: bool
                        ) -> Generator[simpy.Event, None, Nodes]:

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 import simpy
 
 from sim.config.schema import Variant
+from sim.engine.coherence import SharedLines
 from sim.engine.cpu import Cpu
 from sim.engine.locks import SpinLock, spinlock_handoff
 from sim.engine.machine import Machine
 from sim.engine.metrics import Metrics
 from sim.mm.alloc import FreeVmapCache, first_fit, free_vmap_cache_on_free
-from sim.mm.busy_tree import BusyTree
+from sim.mm.busy_tree import RB_LIST_WRITE_LINES, BusyTree
 from sim.mm.lazy import make_lazy_list
 from sim.mm.node_purge import PerNodeLazy
 from sim.mm.purge import LazyPurge
@@ -81,7 +82,7 @@ class VmallocModel(LazyPurge):
         ``vm_unmap_aliases()`` flushes the whole space)."""
         handoff = self.spin_handoff = spinlock_handoff(variant.spinlock, machine)
         """The handoff of the variant's spinlocks (``spinlock``: qspinlock or ticket)."""
-        self.nodes = VmapNodes(env, machine.ncpus, handoff) if variant.vmap_nodes else None
+        self.nodes = VmapNodes(env, machine, handoff) if variant.vmap_nodes else None
         """Linux 6.9: per-node busy trees and locks; None: one busy tree."""
         self.vmap_area_lock = SpinLock(
             env, "vmap_area_lock" if self.nodes is None else "free_vmap_area_lock", handoff)
@@ -96,6 +97,13 @@ class VmallocModel(LazyPurge):
         """What the allocator cannot hand out: the busy tree itself for first fit; for the
         augmented tree, the complement of the free tree (busy and unmerged lazy areas)."""
         self.cache = FreeVmapCache()
+        self.busy_lines = SharedLines(machine)
+        """The busy tree's and list's lines a step touches (with first fit, also the
+        ``free_vmap_cache`` globals beside them)."""
+        self.free_lines = SharedLines(machine)
+        """The augmented free tree's (5.2+): a split or merge rewrites the block and its
+        ancestors' ``subtree_max_size`` up the path."""
+        self.busy_write_lines = RB_LIST_WRITE_LINES + (1 if self.first_fit else 0)
         # The variant's mechanism choices, read once (sim/config/schema.py: Variant)
         self.lazy_in_busy_tree = variant.lazy_in_busy_tree
         self.find_unlink = variant.find_unlink
@@ -113,7 +121,7 @@ class VmallocModel(LazyPurge):
         self.areas: dict[int, VmapArea] = {}
         """Live areas by va_start: what find_vmap_area can return."""
         self.lazy = PerNodeLazy(self.nodes) if self.per_node_lazy else \
-            make_lazy_list(variant.lazy_list, env, handoff)
+            make_lazy_list(variant.lazy_list, env, machine, handoff)
         self.vmap_lazy_nr = 0
         self._lazy_nr_cpu = -1
         self._ident = itertools.count()
@@ -165,6 +173,32 @@ class VmallocModel(LazyPurge):
     def rbtree_ns(self, tree: BusyTree | None = None) -> float:
         """One rbtree descent, insert or erase: depth ~ log2(N)."""
         return math.log2((tree or self.busy).count + 2) * self.costs.rbtree_level_ns
+
+    def free_tree_write(self, cpu: Cpu) -> float:
+        """Coherence cost of a split or merge in the augmented free tree (5.2+): its path's
+        lines, dirtied by the last CPU that split or merged (``augment_tree_propagate_from``
+        rewrites ``subtree_max_size`` up the path)."""
+        return self.free_lines.write(cpu.id, int(math.log2(self.space.count + 2)))
+
+    def busy_lines_of(self, addr: int) -> SharedLines:
+        """The lines of the busy tree that holds ``addr`` (6.9: its node's)."""
+        if self.nodes is None:
+            return self.busy_lines
+        return self.nodes.addr_to_node(addr).lines
+
+    def area_line_ns(self, cpu: Cpu, va: VmapArea) -> float:
+        """A read of the ``vmap_area`` object itself written last by another CPU: from that
+        CPU's cache (or memory, the live areas being more than an LLC holds); written by this
+        CPU it is part of the step's own cost."""
+        if va.writer == cpu.id:
+            return 0.0
+        return self.machine.line_ns(va.writer, cpu.id, self.busy.count)
+
+    def areas_walk_ns(self, cpu: Cpu, areas: list[VmapArea]) -> float:
+        """A walk over ``areas`` (one dependent load each), each from the cache of the CPU
+        that wrote it last, or from memory once they are more than an LLC holds."""
+        line, me, n = self.machine.line_ns, cpu.id, len(areas)
+        return sum(line(va.writer, me, n) for va in areas)
 
     def busy_tree_lock(self, addr: int) -> SpinLock:
         """The lock of the busy tree that holds ``addr``: the global ``vmap_area_lock``, or
@@ -240,13 +274,14 @@ class VmallocModel(LazyPurge):
                     yield from self.insert_vmap_area_node(cpu, va)
                     return va
             yield from cpu.spin_lock(self.vmap_area_lock)
-            addr, cost = self._find_space(size, align)
+            addr, cost = self._find_space(cpu, size, align)
             va = None
             if addr is not None:
                 va = VmapArea(addr, addr + size, cpu.id, next(self._ident))
                 if self.nodes is None:
                     self._insert_vmap_area(va)
-                    cost += self.rbtree_ns()
+                    cost += self.rbtree_ns() + self.busy_lines.write(cpu.id,
+                                                                      self.busy_write_lines)
                 else:  # 6.9: only the free-block split happens under free_vmap_area_lock
                     self.space.insert(va.va_start, va.va_end)
                 self.safety.allocated(va, self.env.now, cpu.id)
@@ -291,21 +326,28 @@ class VmallocModel(LazyPurge):
         self.busy.insert(va.va_start, va.va_end)
         self.nodes.addr_to_node(va.va_start).busy += 1
         self.areas[va.va_start] = va
-        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(va.va_start))
+        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(va.va_start)
+                   + self.busy_lines_of(va.va_start).write(cpu.id, RB_LIST_WRITE_LINES))
         yield from cpu.spin_unlock(lock)
 
-    def _find_space(self, size: int, align: int) -> tuple[int | None, float]:
-        """Where the allocator puts ``size`` pages, and what the search costs."""
+    def _find_space(self, cpu: Cpu, size: int, align: int) -> tuple[int | None, float]:
+        """Where the allocator puts ``size`` pages, and what the search costs (the lines it
+        pulls from other CPUs' caches included; the busy tree's are paid by the insert)."""
         if self.first_fit:  # Linux <= 5.1: first fit over the busy list, free_vmap_cache
             fit = first_fit(self.busy, self.cache, size, align, self.vstart, self.vend)
             self.metrics.alloc_walk_steps += fit.walked
-            cost = fit.walked * self.costs.list_walk_per_node_ns
+            cost = fit.walked * self.machine.mean_line_ns(cpu.id, self.busy.count)
             if fit.descended:
                 cost += self.rbtree_ns()
+            if fit.addr is None:
+                cost += self.busy_lines.read(cpu.id)
             return fit.addr, cost
         # Linux 5.2+: descend the augmented free tree to the lowest block that fits
         fit = first_fit(self.space, FreeVmapCache(), size, align, self.vstart, self.vend)
-        return fit.addr, 2 * self.rbtree_ns(self.space)
+        cost = 2 * self.rbtree_ns(self.space)
+        if fit.addr is None:
+            return None, cost + self.free_lines.read(cpu.id)
+        return fit.addr, cost + self.free_tree_write(cpu)
 
     def _insert_vmap_area(self, va: VmapArea) -> None:
         """``__insert_vmap_area`` (and, with the augmented tree, the free-block split)."""
@@ -331,14 +373,16 @@ class VmallocModel(LazyPurge):
             lock = self.busy_tree_lock(va.va_start)
             yield from cpu.spin_lock(lock)
             self.areas[va.va_start]  # noqa: B018 (the lookup: KeyError if the area is not live)
-            cpu.charge(c.lock_acquire_ns + self.busy_rbtree_ns(va.va_start))
+            cpu.charge(c.lock_acquire_ns + self.busy_rbtree_ns(va.va_start)
+                       + self.busy_lines_of(va.va_start).read(cpu.id))
             yield from cpu.spin_unlock(lock)
             # remove_vm_area: va->vm = NULL; va->flags &= ~VM_VM_AREA under vmap_area_lock
             # (6.9: the same node's busy.lock)
             yield from cpu.spin_lock(lock)
             va.flags &= ~VM_VM_AREA
             del self.areas[va.va_start]
-            cpu.charge(c.lock_acquire_ns)
+            cpu.charge(c.lock_acquire_ns + self.area_line_ns(cpu, va))
+            va.writer = cpu.id
             yield from cpu.spin_unlock(lock)
         # free_unmap_vmap_area: unmap_vmap_area() clears the PTEs, no TLB flush
         cpu.charge(va.nr_pages * c.unmap_page_ns)
@@ -367,7 +411,8 @@ class VmallocModel(LazyPurge):
         lock = self.busy_tree_lock(addr)
         yield from cpu.spin_lock(lock)
         va = self.areas[addr]
-        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(addr))
+        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(addr)
+                   + self.busy_lines_of(addr).read(cpu.id))
         yield from cpu.spin_unlock(lock)
         return va
 
@@ -380,7 +425,10 @@ class VmallocModel(LazyPurge):
         del self.areas[va.va_start]
         va.flags &= ~VM_VM_AREA
         self._unlink_va(va)
-        cpu.charge(self.costs.lock_acquire_ns + 2 * self.busy_rbtree_ns(va.va_start))
+        cpu.charge(self.costs.lock_acquire_ns + 2 * self.busy_rbtree_ns(va.va_start)
+                   + self.busy_lines_of(va.va_start).write(cpu.id, RB_LIST_WRITE_LINES)
+                   + self.area_line_ns(cpu, va))
+        va.writer = cpu.id
         yield from cpu.spin_unlock(lock)
 
     def free_vmap_area_noflush(self, cpu: Cpu, va: VmapArea, unlinked: bool = False) -> Gen:
@@ -389,6 +437,7 @@ class VmallocModel(LazyPurge):
         if not self.lazy_in_busy_tree and not unlinked:
             yield from self.unlink_lazy_area(cpu, va)
         yield from cpu.settle()  # lock-free updates of shared state happen at this CPU's time
+        va.writer = cpu.id  # va->flags, va->purge_list written here
         if self.read_then_publish:
             # nr_lazy = atomic_add_return(nr, &vmap_lazy_nr); llist_add(...)
             nr_lazy = self.atomic_lazy_nr(cpu, va.va_end - va.va_start)
@@ -415,7 +464,8 @@ class VmallocModel(LazyPurge):
         lock = self.busy_tree_lock(va.va_start)
         yield from cpu.spin_lock(lock)
         self._unlink_va(va)
-        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(va.va_start))
+        cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(va.va_start)
+                   + self.busy_lines_of(va.va_start).write(cpu.id, RB_LIST_WRITE_LINES))
         yield from cpu.spin_unlock(lock)
 
     def _unlink_va(self, va: VmapArea) -> None:

@@ -17,7 +17,7 @@ class VmapArea:
     steps it went through, and when (and by whom) it was lazily freed and freed.
     """
 
-    __slots__ = ("va_start", "va_end", "flags", "cpu", "nr_pages", "ident", "history",
+    __slots__ = ("va_start", "va_end", "flags", "cpu", "writer", "nr_pages", "ident", "history",
                  "freed_lazily_at", "published_at", "freed_at", "freed_by", "subtracted")
 
     def __init__(self, va_start: int, va_end: int, cpu: int, ident: int) -> None:
@@ -25,6 +25,9 @@ class VmapArea:
         self.va_end = va_end
         self.flags = VM_VM_AREA
         self.cpu = cpu
+        self.writer = cpu
+        """The CPU that wrote the object last (its cache line is there): the allocating CPU,
+        then the one that freed it lazily."""
         self.nr_pages = va_end - va_start - 1
         """Pages backed by memory: the area minus its guard page."""
         self.ident = ident

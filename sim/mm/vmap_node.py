@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import simpy
 
+from sim.engine.coherence import SharedLines
 from sim.engine.locks import Handoff, LockStat, SpinLock
+from sim.engine.machine import Machine
 
 VMAP_ZONE_PAGES = 16
 """``vmap_zone_size`` in pages: the address span mapped to one node before the next."""
@@ -47,12 +49,15 @@ class VmapNode:
     """``struct vmap_node``: its busy tree (the areas counted) and ``busy.lock``, and its
     size-segregated pools of free ranges under ``pool_lock``."""
 
-    __slots__ = ("id", "lock", "busy", "pool", "pool_lock", "lazy", "lazy_lock", "purge_list")
+    __slots__ = ("id", "lock", "busy", "pool", "pool_lock", "lazy", "lazy_lock", "purge_list",
+                 "lines")
 
     def __init__(self, node_id: int, lock: SpinLock, pool_lock: SpinLock,
-                 lazy_lock: SpinLock) -> None:
+                 lazy_lock: SpinLock, lines: SharedLines) -> None:
         self.id = node_id
         self.lock = lock
+        self.lines = lines
+        """The lines of the node's busy tree a step touches (sim/engine/coherence.py)."""
         self.busy = 0
         """Areas in the node's busy tree (its depth is what a lookup pays)."""
         self.pool: dict[int, list[int]] = {}
@@ -74,7 +79,8 @@ class VmapNodes:
     """``vmap_nodes[nr_vmap_nodes]``; their locks are one lock class, as in /proc/lock_stat
     (one ``spin_lock_init`` site), so they share one :class:`LockStat`."""
 
-    def __init__(self, env: simpy.Environment, ncpus: int, handoff: Handoff) -> None:
+    def __init__(self, env: simpy.Environment, machine: Machine, handoff: Handoff) -> None:
+        ncpus = machine.ncpus
         stat, pool_stat, lazy_stat = LockStat(), LockStat(), LockStat()
         self.nodes = []
         for i in range(nr_vmap_nodes(ncpus)):
@@ -84,7 +90,7 @@ class VmapNodes:
             pool_lock.stat = pool_stat
             lazy_lock = SpinLock(env, "vmap_node.lazy.lock", handoff)
             lazy_lock.stat = lazy_stat
-            self.nodes.append(VmapNode(i, lock, pool_lock, lazy_lock))
+            self.nodes.append(VmapNode(i, lock, pool_lock, lazy_lock, SharedLines(machine)))
 
     def addr_to_node(self, addr: int) -> VmapNode:
         """``addr_to_node(addr)``: ``&vmap_nodes[addr_to_node_id(addr)]`` (addr in pages)."""

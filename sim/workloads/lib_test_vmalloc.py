@@ -7,8 +7,10 @@ order of ``test_case_array`` with ``sequential_test_order``, otherwise shuffled 
 with its own random stream (``shuffle_array``). Each selected case runs ``test_repeat_count``
 times; its time is the ``ktime_us_delta`` over all repeats divided by the repeat count, in
 integer microseconds; a repeat that returns non-zero counts as failed. The module's kthreads are
-not pinned; the model puts worker ``i`` on CPU ``i % cpus``; workers sharing a CPU take turns
-after each loop iteration (the kernel's scheduler would time-slice them).
+not pinned; the model puts worker ``i`` on the ``i % cpus``-th CPU of the workload's
+``placement`` order (``Machine.placement``: by default spread over LLC domains and cores before
+SMT siblings, as the scheduler spreads busy tasks); workers sharing a CPU take turns after each
+loop iteration (the kernel's scheduler would time-slice them).
 
 Output: per worker the module's ``Summary: <test> passed: N failed: N repeat: R loops: L avg: T
 usec`` lines, in ``test_case_array`` order, then ``All test took worker<i>=<c> cycles`` with
@@ -164,6 +166,10 @@ class ModuleRun:
         self.mask = parse_test_mask(workload.run_test_mask)
         self.tests = selected_tests(self.mask)
         self.nr_threads = workers_of(workload.nr_threads)
+        order = vm.machine.placement(workload.placement)
+        self.slot_of = {cpu: i for i, cpu in enumerate(order)}
+        """CPU id -> its position in the placement order (worker i runs at position
+        i % cpus)."""
         self.records: list[WorkerRecord] = []
         self.notes: list[str] = []
         self._pcpu: PercpuAllocator | None = None
@@ -535,12 +541,14 @@ def module_run(control: Control) -> ModuleRun | None:
 def vmalloc_test_process(env: simpy.Environment, cpu: Cpu, vm: VmallocModel,
                  workload: VmallocTestModule, rng: np.random.Generator, control: Control
                  ) -> Gen:
-    """The SimPy process of one CPU: the workers ``i`` with ``i % cpus == cpu``, each with
-    a random stream spawned from the CPU's."""
+    """The SimPy process of one CPU: the workers placed on it (``Machine.placement``), each
+    with a random stream spawned from the CPU's."""
     run = _runs.get(control)
     if run is None:
         run = _runs[control] = ModuleRun(env, vm, workload)
-    mine = list(range(cpu.id, run.nr_threads, vm.machine.ncpus))
+    ncpus = vm.machine.ncpus
+    slot = run.slot_of[cpu.id]
+    mine = list(range(slot, run.nr_threads, ncpus))
     if len(mine) > 1:
         run.runqueues[cpu.id] = simpy.Resource(env, 1)
     streams = rng.spawn(len(mine)) if mine else []
