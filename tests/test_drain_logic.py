@@ -154,3 +154,29 @@ def test_drain_waits_for_the_queued_work() -> None:
     assert sim.vm.drain_vmap_work.idle() and sim.vm.drain_vmap_work.runs == 1
     assert sim.metrics.purge.n == 2  # the kworker's, then vm_unmap_aliases()'s (empty)
     assert sim.metrics.purge_areas == 3 and counts(sim) == {}
+
+
+# --- 5.5: the allocator's lock apart from the busy tree's --------------------------------------
+
+def test_split_locks_allocation_takes_both_and_the_purge_only_the_free_lock() -> None:
+    """linux-5.5: a vmalloc splits a free block under free_vmap_area_lock, then inserts the
+    area under vmap_area_lock (two holds, never nested); vfree's three holds are all
+    vmap_area_lock's; the purge merges under free_vmap_area_lock alone. linux-5.4 has one lock
+    for all of it."""
+    sim = build("linux-5.5")
+    vm = sim.vm
+    assert vm.free_vmap_area_lock is not vm.vmap_area_lock
+    assert {lock.name for lock in vm.locks} >= {"free_vmap_area_lock", "vmap_area_lock"}
+    va = allocate(sim)
+    assert (vm.free_vmap_area_lock.stat.acquisitions, vm.vmap_area_lock.stat.acquisitions) \
+        == (1, 1)
+    vfree(sim, 0, va)
+    assert vm.vmap_area_lock.stat.acquisitions == 4  # find, remove_vm_area, unlink
+    assert vm.free_vmap_area_lock.stat.acquisitions == 1
+    sim.env.run(until=at(sim, sim.env.now, lambda: vm.purge_vmap_area_lazy(sim.cpus[1])))
+    assert vm.free_vmap_area_lock.stat.acquisitions == 2 and \
+        vm.vmap_area_lock.stat.acquisitions == 4
+    assert counts(sim) == {} and va.freed_at is not None
+    old = build("linux-5.4").vm
+    assert old.free_vmap_area_lock is old.vmap_area_lock
+    assert old.vmap_area_lock.name == "vmap_area_lock"

@@ -196,6 +196,8 @@ CHOICES = {
                   "caller", False, False),
     "linux-5.4": ("llist", "read_then_publish", "mutex", 1, "augmented_tree", False,
                   "caller", False, False),
+    "linux-5.5": ("llist", "read_then_publish", "mutex", 1, "augmented_tree", False,
+                  "caller", False, False),
     "linux-5.11": ("sorted_tree", "read_then_publish", "mutex", 1, "augmented_tree", False,
                    "caller", False, False),
     "linux-5.18": ("sorted_tree", "read_then_publish", "mutex", 1, "augmented_tree", False,

@@ -420,6 +420,12 @@ class Variant(Strict):
                                    "free_vmap_area_lock over the free tree only, and "
                                    "per-node pools of free ranges up to 256 pages (6.9)")
 
+    split_free_lock: bool = Field(
+        default=False, description="the allocator's free tree under its own "
+                                   "free_vmap_area_lock, the busy tree and list under "
+                                   "vmap_area_lock: an allocation takes one, then the other "
+                                   "(e36176be1c39 'mm/vmalloc: rework vmap_area_lock', "
+                                   "Uladzislau Rezki, Linux 5.5)")
     find_unlink: bool = Field(
         default=False, description="remove_vm_area finds and unlinks the area from the busy "
                                    "tree in one lock hold (find_unlink_vmap_area, 6.3)")
@@ -442,6 +448,11 @@ class Variant(Strict):
 
     @model_validator(mode="after")
     def _nodes_need_the_free_tree(self) -> Variant:
+        if self.split_free_lock and (self.allocator != "augmented_tree"
+                                     or self.lazy_in_busy_tree):
+            raise ValueError("split_free_lock needs allocator: augmented_tree and "
+                             "lazy_in_busy_tree: false (the purge merges areas into the free "
+                             "tree only, under free_vmap_area_lock)")
         if self.vmap_nodes and (self.allocator != "augmented_tree" or self.lazy_in_busy_tree):
             raise ValueError("vmap_nodes needs allocator: augmented_tree and "
                              "lazy_in_busy_tree: false (the 6.9 nodes split a busy tree that "

@@ -175,13 +175,13 @@ def reclaim_list_global(vm: VmallocModel, ctx: Cpu, areas: list[VmapArea]) -> Ge
     ``free_vmap_area_lock`` (one hold, no lock break in 6.9)."""
     if not areas:
         return
-    yield from ctx.spin_lock(vm.vmap_area_lock)
+    yield from ctx.spin_lock(vm.free_vmap_area_lock)
     ctx.charge(vm.costs.lock_acquire_ns + vm.free_tree_write(ctx)
                + len(areas) * (vm.rbtree_ns(vm.space) + vm.costs.kmalloc_ns))
     for va in areas:
         if vm.safety.freed(va, vm.now(ctx), ctx.id):
             vm.space.erase(va.va_start)
-    yield from ctx.spin_unlock(vm.vmap_area_lock)
+    yield from ctx.spin_unlock(vm.free_vmap_area_lock)
 
 
 def decay_va_pool_node(vm: VmallocModel, cpu: Cpu, vn: VmapNode) -> Gen:
@@ -206,9 +206,9 @@ def decay_va_pool_node(vm: VmallocModel, cpu: Cpu, vn: VmapNode) -> Gen:
     if not decayed:
         return
     cpu.charge(len(decayed) * c.rbtree_level_ns * math.log2(len(decayed) + 1))
-    yield from cpu.spin_lock(vm.vmap_area_lock)
+    yield from cpu.spin_lock(vm.free_vmap_area_lock)
     cpu.charge(c.lock_acquire_ns + vm.free_tree_write(cpu)
                + len(decayed) * (vm.rbtree_ns(vm.space) + c.kmalloc_ns))
     for addr in decayed:  # merge_or_add_vmap_area_augment(va, &free_vmap_area_root)
         vm.space.erase(addr)
-    yield from cpu.spin_unlock(vm.vmap_area_lock)
+    yield from cpu.spin_unlock(vm.free_vmap_area_lock)

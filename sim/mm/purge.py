@@ -119,7 +119,8 @@ class LazyPurge:
         self.atomic_lazy_nr(cpu, -sum(va.size for va in areas))
 
     def free_loop(self, cpu: Cpu, nodes: Nodes, per_area_sub: bool) -> Gen:
-        """``__free_vmap_area`` of each purged node under vmap_area_lock; with
+        """``__free_vmap_area`` of each purged node under the allocator's lock
+        (``vmap_area_lock``; from 5.5 ``free_vmap_area_lock``, the busy tree untouched); with
         ``free_lock_break`` N, ``cond_resched_lock`` every N nodes lets waiters in (4.10),
         and ``vmap_lazy_nr`` drops node by node. A node merged from several lazy areas (5.11)
         costs one step; each of its areas is still freed for the safety checker."""
@@ -129,7 +130,8 @@ class LazyPurge:
                 return
         every = self.free_lock_break or len(nodes)
         per_node = self.costs.kmalloc_ns
-        yield from cpu.spin_lock(self.vmap_area_lock)
+        lock = self.free_vmap_area_lock
+        yield from cpu.spin_lock(lock)
         for first in range(0, len(nodes), every):
             chunk = [va for node in nodes[first:first + every] for va in node]
             cpu.charge(min(every, len(nodes) - first) * (self.rbtree_ns() + per_node)
@@ -140,11 +142,11 @@ class LazyPurge:
                 self._subtract_lazy(cpu, chunk)
             if first + every < len(nodes):
                 yield from cpu.settle()
-                if self.vmap_area_lock.waiters:  # cond_resched_lock(&vmap_area_lock)
-                    yield from cpu.spin_unlock(self.vmap_area_lock)
-                    yield from cpu.spin_lock(self.vmap_area_lock)
+                if lock.waiters:  # cond_resched_lock(&vmap_area_lock), 5.5+ the free lock
+                    yield from cpu.spin_unlock(lock)
+                    yield from cpu.spin_lock(lock)
         cpu.charge(self.costs.lock_acquire_ns)
-        yield from cpu.spin_unlock(self.vmap_area_lock)
+        yield from cpu.spin_unlock(lock)
 
     def free_loop_lines(self, cpu: Cpu, nodes: Nodes) -> float:
         """What one stretch of the free loop pulls from other CPUs' caches: the tree it

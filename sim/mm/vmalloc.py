@@ -9,8 +9,8 @@ holding the same lock could observe; lock-free steps (``llist_add``, atomics) ha
 CPU's current time.
 
 What every variant shares: ``vmap_area_lock`` is a spinlock over the busy rbtree/list and the
-allocator (with vmap nodes, 6.9, over the allocator's free tree only, ``free_vmap_area_lock``;
-each node's busy tree has its own lock, ``sim/mm/vmap_node.py``); one
+allocator (from 5.5, the allocator's free tree has its own ``free_vmap_area_lock``; with vmap
+nodes, 6.9, each node's busy tree has its own lock, ``sim/mm/vmap_node.py``); one
 ``flush_tlb_kernel_range`` covers [min, max] of the purged areas before they are freed; lazily
 freed areas keep their range out of reach of the allocator until purged (unless a composition
 breaks that, which the safety checker then reports).
@@ -84,10 +84,17 @@ class VmallocModel(LazyPurge):
         """The handoff of the variant's spinlocks (``spinlock``: qspinlock or ticket)."""
         self.nodes = VmapNodes(env, machine, handoff) if variant.vmap_nodes else None
         """Linux 6.9: per-node busy trees and locks; None: one busy tree."""
-        self.vmap_area_lock = SpinLock(
-            env, "vmap_area_lock" if self.nodes is None else "free_vmap_area_lock", handoff)
-        """The busy tree and the allocator's; with vmap nodes, only the allocator's free tree
-        (``free_vmap_area_lock``)."""
+        self.split_locks = self.nodes is not None or variant.split_free_lock
+        """The busy tree is not under the allocator's lock (5.5's split, 6.9's nodes)."""
+        self.free_vmap_area_lock = SpinLock(
+            env, "free_vmap_area_lock" if self.split_locks else "vmap_area_lock", handoff)
+        """The allocator's lock (its free tree or, up to 5.1, the busy list it walks); before
+        5.5 the same lock as the busy tree's, ``vmap_area_lock``."""
+        self.vmap_area_lock = (SpinLock(env, "vmap_area_lock", handoff)
+                               if variant.split_free_lock and self.nodes is None
+                               else self.free_vmap_area_lock)
+        """The busy tree's lock when there is one busy tree (5.5+: a lock of its own); with
+        vmap nodes, the allocator's (the nodes' busy trees have theirs)."""
         self.purge_lock = make_purge_lock(variant.purge_lock, env, machine, handoff)
         self.cpa_lock = SpinLock(env, "cpa_lock", handoff)
         self.busy = BusyTree()
@@ -155,8 +162,10 @@ class VmallocModel(LazyPurge):
 
     @property
     def locks(self) -> list[SpinLock]:
-        locks = [lock for lock in (self.vmap_area_lock, self.purge_lock.lock, self.lazy.lock,
-                                   self.cpa_lock) if lock is not None]
+        locks = [lock for lock in (self.free_vmap_area_lock, self.purge_lock.lock,
+                                   self.lazy.lock, self.cpa_lock) if lock is not None]
+        if self.vmap_area_lock is not self.free_vmap_area_lock:
+            locks.insert(1, self.vmap_area_lock)
         if self.vb is not None:  # only once a vm_map_ram() made blocks
             locks += self.vb.locks()
         locks += self.other_locks
@@ -271,24 +280,24 @@ class VmallocModel(LazyPurge):
             if self.nodes is not None and size <= MAX_VA_SIZE_PAGES:
                 va = yield from self.node_alloc(cpu, size, align)
                 if va is not None:
-                    yield from self.insert_vmap_area_node(cpu, va)
+                    yield from self.insert_vmap_area_busy(cpu, va)
                     return va
-            yield from cpu.spin_lock(self.vmap_area_lock)
+            yield from cpu.spin_lock(self.free_vmap_area_lock)
             addr, cost = self._find_space(cpu, size, align)
             va = None
             if addr is not None:
                 va = VmapArea(addr, addr + size, cpu.id, next(self._ident))
-                if self.nodes is None:
+                if not self.split_locks:
                     self._insert_vmap_area(va)
                     cost += self.rbtree_ns() + self.busy_lines.write(cpu.id,
                                                                       self.busy_write_lines)
-                else:  # 6.9: only the free-block split happens under free_vmap_area_lock
+                else:  # 5.5+: only the free-block split happens under free_vmap_area_lock
                     self.space.insert(va.va_start, va.va_end)
                 self.safety.allocated(va, self.env.now, cpu.id)
             cpu.charge(self.costs.lock_acquire_ns + cost)
-            yield from cpu.spin_unlock(self.vmap_area_lock)
-            if va is not None and self.nodes is not None:
-                yield from self.insert_vmap_area_node(cpu, va)
+            yield from cpu.spin_unlock(self.free_vmap_area_lock)
+            if va is not None and self.split_locks:
+                yield from self.insert_vmap_area_busy(cpu, va)
             if va is not None or purged:
                 return va
             yield from self.purge_vmap_area_lazy(cpu)
@@ -318,13 +327,15 @@ class VmallocModel(LazyPurge):
         yield from cpu.spin_unlock(vn.pool_lock)
         return va
 
-    def insert_vmap_area_node(self, cpu: Cpu, va: VmapArea) -> Gen:
-        """Linux 6.9: ``vn = addr_to_node(va->va_start); spin_lock(&vn->busy.lock);
-        insert_vmap_area(va, &vn->busy.root, &vn->busy.head); spin_unlock(&vn->busy.lock)``."""
+    def insert_vmap_area_busy(self, cpu: Cpu, va: VmapArea) -> Gen:
+        """Linux 5.5: ``spin_lock(&vmap_area_lock); insert_vmap_area(va, &vmap_area_root,
+        &vmap_area_list); spin_unlock(&vmap_area_lock)`` after the free tree's split; 6.9:
+        the same under ``addr_to_node(va->va_start)->busy.lock``, into that node's tree."""
         lock = self.busy_tree_lock(va.va_start)
         yield from cpu.spin_lock(lock)
         self.busy.insert(va.va_start, va.va_end)
-        self.nodes.addr_to_node(va.va_start).busy += 1
+        if self.nodes is not None:
+            self.nodes.addr_to_node(va.va_start).busy += 1
         self.areas[va.va_start] = va
         cpu.charge(self.costs.lock_acquire_ns + self.busy_rbtree_ns(va.va_start)
                    + self.busy_lines_of(va.va_start).write(cpu.id, RB_LIST_WRITE_LINES))
