@@ -108,8 +108,7 @@ class VmallocModel(LazyPurge):
         """The busy tree's and list's lines a step touches (with first fit, also the
         ``free_vmap_cache`` globals beside them)."""
         self.free_lines = SharedLines(machine)
-        """The augmented free tree's (5.2+): a split or merge rewrites the block and its
-        ancestors' ``subtree_max_size`` up the path."""
+        """The augmented free tree's (5.2+)."""
         self.busy_write_lines = RB_LIST_WRITE_LINES + (1 if self.first_fit else 0)
         # The variant's mechanism choices, read once (sim/config/schema.py: Variant)
         self.lazy_in_busy_tree = variant.lazy_in_busy_tree
@@ -184,10 +183,14 @@ class VmallocModel(LazyPurge):
         return math.log2((tree or self.busy).count + 2) * self.costs.rbtree_level_ns
 
     def free_tree_write(self, cpu: Cpu) -> float:
-        """Coherence cost of a split or merge in the augmented free tree (5.2+): its path's
-        lines, dirtied by the last CPU that split or merged (``augment_tree_propagate_from``
-        rewrites ``subtree_max_size`` up the path)."""
-        return self.free_lines.write(cpu.id, int(math.log2(self.space.count + 2)))
+        """Coherence cost of a split or merge in the augmented free tree (5.2+): the lines the
+        last CPU to split or merge dirtied. A split adjusts the block (or erases it, or
+        inserts the remainder: a parent link, a rebalancing node, the list neighbours), a
+        merge likewise; ``augment_tree_propagate_from`` stops as soon as a node's
+        ``subtree_max_size`` is unchanged, which a small block's change leaves within a level
+        or two, the path above it staying clean in every cache: as many lines as an rbtree
+        and list insert (:data:`RB_LIST_WRITE_LINES`)."""
+        return self.free_lines.write(cpu.id, RB_LIST_WRITE_LINES)
 
     def busy_lines_of(self, addr: int) -> SharedLines:
         """The lines of the busy tree that holds ``addr`` (6.9: its node's)."""
