@@ -41,7 +41,7 @@ CASES = [
     (GOOD + "sweep:\n  cpu: [1]\n", [], "bad.yaml:7: sweep.cpu: cannot sweep 'cpu'"),
     (GOOD.replace("[linux-4.5, linux-4.7]", "[{name: m, base: linux-4.7, lazy_list: tree}]"),
      [], "bad.yaml:4: variants[0].lazy_list: input should be 'full_walk', 'llist', "
-         "'sorted_tree' or 'per_node', found 'tree'"),
+         "'sorted_tree', 'per_node' or 'none', found 'tree'"),
     (GOOD, ["--set", "workload.live_per_cpu=0"],
      "--set workload.live_per_cpu: workload.live_per_cpu: input should be greater than"),
     (GOOD, ["--set", "lazy_max_pages=0"], "lazy_max_pages"),

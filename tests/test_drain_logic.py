@@ -180,3 +180,28 @@ def test_split_locks_allocation_takes_both_and_the_purge_only_the_free_lock() ->
     old = build("linux-5.4").vm
     assert old.free_vmap_area_lock is old.vmap_area_lock
     assert old.vmap_area_lock.name == "vmap_area_lock"
+
+
+# --- 2.6.27: before lazy freeing ---------------------------------------------------------------
+
+def test_linux_2_6_27_vfree_flushes_every_cpu_at_once_under_vmlist_lock() -> None:
+    """No lazy freeing: the vfree clears the PTEs and waits for a flush_tlb_all() IPI to every
+    other CPU while it holds vmlist_lock; the range is free again when it returns (the next
+    vmalloc gets it), nothing is left to purge, and each vmalloc walks vmlist from its head."""
+    sim = build("linux-2.6.27", cpus=4)
+    vm, m = sim.vm, sim.metrics
+    assert vm.vmap_area_lock.name == "vmlist_lock" and vm.purge_lock.lock is None
+    first = allocate(sim)
+    second = allocate(sim)
+    assert m.alloc_walk_steps == 1  # the second walked past the first
+    vfree(sim, 0, first)
+    assert (m.tlb_flush_full, m.tlb_flush_range, m.ipis) == (1, 0, 3)
+    assert m.purge.n == 0 and vm.vmap_lazy_nr == 0 and vm.lazy.pending() == 0
+    assert first.freed_at is not None and counts(sim) == {}
+    flush = (COSTS["ipi_delivery_ns"] + 2 * COSTS["ipi_send_same_socket_ns"]
+             + COSTS["ipi_handler_ns"] + COSTS["flush_full_ns"])
+    assert vm.vmap_area_lock.stat.hold_max > flush  # the IPI round trip under the lock
+    again = allocate(sim)
+    assert again.va_start == first.va_start  # reused at once: its flush is done
+    sim.drain()
+    assert counts(sim) == {} and second.freed_at is None

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sim.config.loader import catalog_dir
 from sim.config.schema import RunConfig
-from sim.mm.lazy import FullWalk, Llist, SortedTree
+from sim.mm.lazy import FullWalk, Llist, NoLazy, SortedTree
 from sim.mm.node_purge import PerNodeLazy
 from sim.mm.purge_lock import MutexPurgeLock, NoPurgeLock, RefcountPurgeLock, SpinPurgeLock
 from sim.mm.safety import KINDS
@@ -180,6 +180,8 @@ def test_lazy_area_lost_by_the_purge(var: dict, unsafe: bool) -> None:
 CHOICES = {
     # name: (lazy_list, noflush_order, purge_lock, free_lock_break, allocator, lazy_in_busy,
     #        purge_context, vmap_nodes, purge_helpers)
+    "linux-2.6.27": ("none", "read_then_publish", "none", 0, "first_fit_list", True,
+                     "caller", False, False),
     "linux-4.5": ("full_walk", "publish_then_read", "spin", 0, "first_fit_cache", True,
                   "caller", False, False),
     "wilson-2016-v1": ("llist", "publish_then_read", "spin", 0, "first_fit_cache", True,
@@ -222,7 +224,7 @@ def test_preset_uses_exactly_its_choices(name: str) -> None:
     vm = build(presets()[name]).vm
     lazy, _, lock, _, allocator, in_busy, _, nodes, _ = CHOICES[name]
     assert type(vm.lazy) is {"full_walk": FullWalk, "llist": Llist, "sorted_tree": SortedTree,
-                             "per_node": PerNodeLazy}[lazy]
+                             "per_node": PerNodeLazy, "none": NoLazy}[lazy]
     if lazy == "sorted_tree":
         assert vm.lazy.lock.name == "purge_vmap_area_lock"
         assert vm.lazy.lock in vm.locks
@@ -234,10 +236,11 @@ def test_preset_uses_exactly_its_choices(name: str) -> None:
     assert type(vm.purge_lock) is expected_lock
     if lock in ("spin", "mutex"):
         assert vm.purge_lock.lock.name == ("purge_lock" if lock == "spin" else "vmap_purge_lock")
-    assert (vm.space is vm.busy) == (allocator == "first_fit_cache")
+    assert (vm.space is vm.busy) == (allocator in ("first_fit_cache", "first_fit_list"))
     assert vm.lazy_in_busy_tree is in_busy
     assert (vm.nodes is not None) == nodes
-    assert vm.vmap_area_lock.name == ("free_vmap_area_lock" if nodes else "vmap_area_lock")
+    assert vm.vmap_area_lock.name == ("free_vmap_area_lock" if nodes else
+                                      "vmlist_lock" if lazy == "none" else "vmap_area_lock")
 
 
 def test_every_preset_is_listed() -> None:

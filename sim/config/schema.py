@@ -393,13 +393,13 @@ class Variant(Strict):
     base: str | None = None
     kernel: str = ""
     description: str = ""
-    lazy_list: Literal["full_walk", "llist", "sorted_tree", "per_node"]
+    lazy_list: Literal["full_walk", "llist", "sorted_tree", "per_node", "none"]
     noflush_order: Literal["publish_then_read", "read_then_publish"]
     purge_lock: Literal["spin", "mutex", "none", "refcount"]
     free_lock_break: int = Field(ge=0, description="areas between cond_resched_lock(); 0: none")
-    allocator: Literal["first_fit_cache", "augmented_tree"]
+    allocator: Literal["first_fit_cache", "augmented_tree", "first_fit_list"]
     lazy_in_busy_tree: bool
-    spinlock: Literal["qspinlock", "ticket"] = "qspinlock"
+    spinlock: Literal["qspinlock", "ticket", "rwlock"] = "qspinlock"
     purge_context: Literal["caller", "workqueue"] = Field(
         default="caller", description="who purges past lazy_max_pages(): the freeing caller "
                                       "(try_purge_vmap_area_lazy) or drain_vmap_work (5.18)")
@@ -444,6 +444,16 @@ class Variant(Strict):
         if self.purge_helpers and self.lazy_list != "per_node":
             raise ValueError("purge_helpers needs lazy_list: per_node (helpers purge nodes' "
                              "lazy lists)")
+        return self
+
+    @model_validator(mode="after")
+    def _no_lazy_freeing_is_the_old_vmlist(self) -> Variant:
+        eager = self.lazy_list == "none"
+        if eager != (self.allocator == "first_fit_list") or (
+                eager and (self.purge_lock != "none" or self.purge_context != "caller")):
+            raise ValueError("lazy_list: none and allocator: first_fit_list go together, with "
+                             "purge_lock: none and purge_context: caller (Linux 2.6.27's "
+                             "vmlist: no lazy freeing, nothing to purge)")
         return self
 
     @model_validator(mode="after")

@@ -54,7 +54,7 @@ def spinlock_handoff(kind: str, machine: Machine) -> Handoff:
     """Handoff cost of a spinlock kind: qspinlock one line transfer, ticket c*k/2 (the
     transfer by the closest cache level the two CPUs share)."""
     table = machine.transfer
-    if kind == "qspinlock":
+    if kind == "qspinlock":  # "ticket", "rwlock": every waiter re-reads the lock word
         def handoff(previous: Any, following: Any, cores: int) -> float:
             return table[previous.id][following.id]
     else:

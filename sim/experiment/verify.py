@@ -161,8 +161,9 @@ class LocatingSafetyChecker(SafetyChecker):
         super().allocated(va, now, cpu)
         _locate(va, sys._getframe(1))
 
-    def lazily_freed(self, va: VmapArea, now: float, cpu: int) -> None:
-        super().lazily_freed(va, now, cpu)
+    def lazily_freed(self, va: VmapArea, now: float, cpu: int,
+                     step: str = "free_vmap_area_noflush") -> None:
+        super().lazily_freed(va, now, cpu, step)
         _locate(va, sys._getframe(1))
 
     def vb_freed(self, va: VmapArea, now: float, cpu: int) -> None:

@@ -190,6 +190,12 @@ class BusyTree:
                 return b, i
         raise KeyError(start)
 
+    def rank(self, start: int) -> int:
+        """How many areas lie below the one starting at ``start`` (KeyError if none): the
+        steps of a linear search of the sorted list up to it."""
+        b, i = self.position(start)
+        return sum(map(len, self._starts[:b])) + i
+
     def area_at(self, b: int, i: int) -> tuple[int, int]:
         return self._starts[b][i], self._ends[b][i]
 

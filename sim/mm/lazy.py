@@ -73,6 +73,21 @@ class LazyList:
         raise NotImplementedError
 
 
+class NoLazy(LazyList):
+    """Linux 2.6.27 and before: no lazy freeing; ``vfree`` flushes and frees at once
+    (``VmallocModel.remove_vm_area_eager``), so nothing is ever published here."""
+
+    def publish(self, vm: VmallocModel, cpu: Cpu, va: VmapArea) -> Iterable[simpy.Event]:
+        raise RuntimeError("lazy_list: none has no lazy list to publish to")
+
+    def collect(self, vm: VmallocModel, cpu: Cpu) -> Generator[simpy.Event, None, Nodes]:
+        yield from ()
+        return []
+
+    def pending(self) -> int:
+        return 0
+
+
 class FullWalk(LazyList):
     """Linux 4.5: VM_LAZY_FREE flags on areas in vmap_area_list; a purge walks all areas."""
 
@@ -196,4 +211,6 @@ def make_lazy_list(kind: str, env: simpy.Environment, machine: Machine, handoff:
         return SortedTree(env, machine, handoff)
     if kind == "llist":
         return Llist(machine)
+    if kind == "none":
+        return NoLazy()
     return FullWalk()

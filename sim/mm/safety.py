@@ -83,8 +83,11 @@ class SafetyChecker:
                                "the flush of the lazily freed area overlapping it")
                 return
 
-    def lazily_freed(self, va: VmapArea, now: float, cpu: int) -> None:
-        va.history.append((now, cpu, "free_vmap_area_noflush"))
+    def lazily_freed(self, va: VmapArea, now: float, cpu: int,
+                     step: str = "free_vmap_area_noflush") -> None:
+        """``va``'s PTEs are cleared, other CPUs' TLBs may still map it (``step`` names the
+        kernel function in its history)."""
+        va.history.append((now, cpu, step))
         va.freed_lazily_at = now
         self._unflushed[va.ident] = va
         insort(self._starts, (va.va_start, va.ident))

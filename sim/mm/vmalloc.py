@@ -84,10 +84,13 @@ class VmallocModel(LazyPurge):
         """The handoff of the variant's spinlocks (``spinlock``: qspinlock or ticket)."""
         self.nodes = VmapNodes(env, machine, handoff) if variant.vmap_nodes else None
         """Linux 6.9: per-node busy trees and locks; None: one busy tree."""
+        self.eager = variant.lazy_list == "none"
+        """Linux 2.6.27: no lazy freeing, one sorted ``vmlist`` under ``vmlist_lock``."""
         self.split_locks = self.nodes is not None or variant.split_free_lock
         """The busy tree is not under the allocator's lock (5.5's split, 6.9's nodes)."""
         self.free_vmap_area_lock = SpinLock(
-            env, "free_vmap_area_lock" if self.split_locks else "vmap_area_lock", handoff)
+            env, "free_vmap_area_lock" if self.split_locks
+            else "vmlist_lock" if self.eager else "vmap_area_lock", handoff)
         """The allocator's lock (its free tree or, up to 5.1, the busy list it walks); before
         5.5 the same lock as the busy tree's, ``vmap_area_lock``."""
         self.vmap_area_lock = (SpinLock(env, "vmap_area_lock", handoff)
@@ -100,7 +103,7 @@ class VmallocModel(LazyPurge):
         self.busy = BusyTree()
         """vmap_area_root + vmap_area_list."""
         self.first_fit = variant.allocator == "first_fit_cache"
-        self.space = self.busy if self.first_fit else BusyTree()
+        self.space = self.busy if self.first_fit or self.eager else BusyTree()
         """What the allocator cannot hand out: the busy tree itself for first fit; for the
         augmented tree, the complement of the free tree (busy and unmerged lazy areas)."""
         self.cache = FreeVmapCache()
@@ -109,7 +112,8 @@ class VmallocModel(LazyPurge):
         ``free_vmap_cache`` globals beside them)."""
         self.free_lines = SharedLines(machine)
         """The augmented free tree's (5.2+)."""
-        self.busy_write_lines = RB_LIST_WRITE_LINES + (1 if self.first_fit else 0)
+        self.busy_write_lines = (1 if self.eager  # vmlist: the predecessor's ->next
+                                 else RB_LIST_WRITE_LINES + (1 if self.first_fit else 0))
         # The variant's mechanism choices, read once (sim/config/schema.py: Variant)
         self.lazy_in_busy_tree = variant.lazy_in_busy_tree
         self.find_unlink = variant.find_unlink
@@ -292,8 +296,8 @@ class VmallocModel(LazyPurge):
                 va = VmapArea(addr, addr + size, cpu.id, next(self._ident))
                 if not self.split_locks:
                     self._insert_vmap_area(va)
-                    cost += self.rbtree_ns() + self.busy_lines.write(cpu.id,
-                                                                      self.busy_write_lines)
+                    cost += (0.0 if self.eager else self.rbtree_ns()) \
+                        + self.busy_lines.write(cpu.id, self.busy_write_lines)
                 else:  # 5.5+: only the free-block split happens under free_vmap_area_lock
                     self.space.insert(va.va_start, va.va_end)
                 self.safety.allocated(va, self.env.now, cpu.id)
@@ -301,7 +305,7 @@ class VmallocModel(LazyPurge):
             yield from cpu.spin_unlock(self.free_vmap_area_lock)
             if va is not None and self.split_locks:
                 yield from self.insert_vmap_area_busy(cpu, va)
-            if va is not None or purged:
+            if va is not None or purged or self.eager:  # 2.6.27: no purge to retry after
                 return va
             yield from self.purge_vmap_area_lazy(cpu)
             purged = True
@@ -347,6 +351,11 @@ class VmallocModel(LazyPurge):
     def _find_space(self, cpu: Cpu, size: int, align: int) -> tuple[int | None, float]:
         """Where the allocator puts ``size`` pages, and what the search costs (the lines it
         pulls from other CPUs' caches included; the busy tree's are paid by the insert)."""
+        if self.eager:  # Linux 2.6.27 __get_vm_area_node: walk vmlist from its head
+            fit = first_fit(self.busy, FreeVmapCache(), size, align, self.vstart, self.vend)
+            self.metrics.alloc_walk_steps += fit.walked
+            cost = fit.walked * self.machine.mean_line_ns(cpu.id, self.busy.count)
+            return fit.addr, cost + (self.busy_lines.read(cpu.id) if fit.addr is None else 0.0)
         if self.first_fit:  # Linux <= 5.1: first fit over the busy list, free_vmap_cache
             fit = first_fit(self.busy, self.cache, size, align, self.vstart, self.vend)
             self.metrics.alloc_walk_steps += fit.walked
@@ -378,7 +387,9 @@ class VmallocModel(LazyPurge):
         """``vfree`` -> ``__vunmap`` -> ``remove_vm_area`` -> ``free_unmap_vmap_area``."""
         began = self.now(cpu)
         c = self.costs
-        if self.find_unlink:
+        if self.eager:
+            yield from self.remove_vm_area_eager(cpu, va)
+        elif self.find_unlink:
             yield from self.find_unlink_vmap_area(cpu, va)
         else:
             # find_vmap_area(cpu, va->va_start), written out: called, it adds a generator
@@ -398,9 +409,10 @@ class VmallocModel(LazyPurge):
             cpu.charge(c.lock_acquire_ns + self.area_line_ns(cpu, va))
             va.writer = cpu.id
             yield from cpu.spin_unlock(lock)
-        # free_unmap_vmap_area: unmap_vmap_area() clears the PTEs, no TLB flush
-        cpu.charge(va.nr_pages * c.unmap_page_ns)
-        yield from self.free_vmap_area_noflush(cpu, va, unlinked=self.find_unlink)
+        if not self.eager:
+            # free_unmap_vmap_area: unmap_vmap_area() clears the PTEs, no TLB flush
+            cpu.charge(va.nr_pages * c.unmap_page_ns)
+            yield from self.free_vmap_area_noflush(cpu, va, unlinked=self.find_unlink)
         # __vunmap: __free_page() per page, kvfree(area->pages), kfree(area)
         cpu.charge(va.nr_pages * c.page_free_ns + 2 * c.kmalloc_ns)
         metrics = self.metrics
@@ -408,6 +420,29 @@ class VmallocModel(LazyPurge):
         metrics.count_op()
         if self.tracer is not None:
             self.tracer.op(cpu.id, "vfree", began, self.now(cpu), va.nr_pages)
+
+    def remove_vm_area_eager(self, cpu: Cpu, va: VmapArea) -> Gen:
+        """Linux 2.6.27 ``remove_vm_area``: ``write_lock(&vmlist_lock)``, the linear search of
+        ``vmlist`` for the address, ``unmap_vm_area`` (clear the PTEs, then
+        ``flush_tlb_kernel_range``, on x86 always ``flush_tlb_all()``: an IPI to every CPU,
+        waited for) with the lock held, the unlink (``*p = tmp->next``), ``write_unlock``."""
+        c = self.costs
+        lock = self.vmap_area_lock
+        yield from cpu.spin_lock(lock)
+        walked = self.busy.rank(va.va_start)
+        del self.areas[va.va_start]
+        va.flags &= ~VM_VM_AREA
+        cpu.charge(c.lock_acquire_ns + self.busy_lines.read(cpu.id) + self.area_line_ns(cpu, va)
+                   + walked * self.machine.mean_line_ns(cpu.id, self.busy.count)
+                   + va.nr_pages * c.unmap_page_ns)
+        yield from cpu.settle()
+        self.safety.lazily_freed(va, self.env.now, cpu.id, "unmap_vm_area")
+        yield from self.flusher.flush_tlb_all(cpu)
+        self.busy.erase(va.va_start)
+        cpu.charge(self.busy_lines.write(cpu.id, self.busy_write_lines))
+        yield from cpu.settle()
+        self.safety.freed(va, self.env.now, cpu.id)
+        yield from cpu.spin_unlock(lock)
 
     def vfree_atomic(self, cpu: Cpu, va: VmapArea) -> None:
         """``vfree_atomic``: the area goes to this CPU's deferred list, a kworker frees it."""
@@ -509,6 +544,9 @@ class VmallocModel(LazyPurge):
 
     def vm_map_ram(self, cpu: Cpu, count: int) -> Generator[simpy.Event, None, VmapRam | None]:
         """``vm_map_ram(pages, count, node, prot)`` (``sim/mm/vmap_block.py``)."""
+        if self.eager:
+            raise RuntimeError("vm_map_ram() came with Linux 2.6.28's rewrite: a variant "
+                               "with lazy_list: none has none")
         return vm_map_ram(self, cpu, count)
 
     def vm_unmap_ram(self, cpu: Cpu, ram: VmapRam) -> Gen:
@@ -527,6 +565,9 @@ class VmallocModel(LazyPurge):
         vmalloc space, are taken to span it all (far more than the flush ceiling, so the flush
         is a full one)."""
         called = self.now(cpu)
+        if self.eager:  # Linux 2.6.27 has no vm_unmap_aliases(): nothing is ever left unflushed
+            yield from cpu.settle()
+            return
         cpu.charge(self.machine.ncpus * self.costs.vb_queue_check_ns)
         start, end, flush = self.vend, self.vstart, False
         if self.vb is not None:
@@ -541,7 +582,7 @@ class VmallocModel(LazyPurge):
         """x86 ``set_memory_wb()`` and friends: ``change_page_attr_set_clr``."""
         began = self.now(cpu)
         c = self.costs
-        yield from self.vm_unmap_aliases(cpu)
+        yield from self.vm_unmap_aliases(cpu)  # (none before 2.6.28)
         yield from cpu.spin_lock(self.cpa_lock)  # __change_page_attr_set_clr
         cpu.charge(c.lock_acquire_ns + nr_pages * c.cpa_ns)
         yield from cpu.spin_unlock(self.cpa_lock)
