@@ -314,7 +314,7 @@ class Cpu:
                 yield sleep(env, end - env.now)
             end = self._redo_end(end)
         lock.release(self)
-        self.preempt_count -= 1
+        self.preempt_count -= 1  # preempt_enable(), written out: one call less per release
         if not self.preempt_count and self.runqueue is not None and self.runqueue.woken:
             self.runqueue.preempt_point()
 

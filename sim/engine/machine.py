@@ -97,10 +97,6 @@ class Machine:
             return sorted(cpus, key=lambda c: (t.socket[c], t.llc[c], t.core[c], t.thread[c]))
         return list(cpus)
 
-    @property
-    def sockets(self) -> int:
-        return len(set(self.topology.socket))
-
     def socket_of(self, cpu: int) -> int:
         return self.topology.socket[cpu]
 
@@ -108,10 +104,6 @@ class Machine:
     def transfer(self) -> TransferTable:
         """``transfer[a][b]``: a cache-line transfer from CPU ``a`` to CPU ``b`` (ns)."""
         return TransferTable(self.topology, self.costs)
-
-    def cacheline_ns(self, cpu_a: int, cpu_b: int) -> float:
-        """One cache-line transfer between two CPUs (0 within one CPU)."""
-        return self.transfer[cpu_a][cpu_b]
 
     @cached_property
     def cache_tiers(self) -> tuple[float, float, float, float, float]:

@@ -45,7 +45,10 @@ class PurgeLock:
 
 
 class SpinPurgeLock(PurgeLock):
-    """A spinlock: trylock lazily, lock when sync."""
+    """A spinlock: trylock lazily, lock when sync. The :class:`~sim.engine.cpu.Cpu` methods
+    it takes and releases the lock with are named by ``trylock``, ``lock`` and ``unlock``."""
+
+    trylock, lock_, unlock = "spin_trylock", "spin_lock", "spin_unlock"
 
     def __init__(self, env: simpy.Environment, name: str, handoff: Handoff,
                  acquire_ns: float) -> None:
@@ -53,30 +56,21 @@ class SpinPurgeLock(PurgeLock):
         self.acquire_ns = acquire_ns
 
     def try_enter(self, cpu: Cpu) -> Generator[simpy.Event, None, bool]:
-        got = yield from cpu.spin_trylock(self.lock)
+        got = yield from getattr(cpu, self.trylock)(self.lock)
         return got
 
     def enter(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
-        yield from cpu.spin_lock(self.lock)
+        yield from getattr(cpu, self.lock_)(self.lock)
 
     def exit(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
         cpu.charge(self.acquire_ns)
-        yield from cpu.spin_unlock(self.lock)
+        yield from getattr(cpu, self.unlock)(self.lock)
 
 
 class MutexPurgeLock(SpinPurgeLock):
     """A mutex (a lock whose handoff is a wake-up): its holder and waiters are preemptible."""
 
-    def try_enter(self, cpu: Cpu) -> Generator[simpy.Event, None, bool]:
-        got = yield from cpu.mutex_trylock(self.lock)
-        return got
-
-    def enter(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
-        yield from cpu.mutex_lock(self.lock)
-
-    def exit(self, cpu: Cpu) -> Generator[simpy.Event, None, None]:
-        cpu.charge(self.acquire_ns)
-        yield from cpu.mutex_unlock(self.lock)
+    trylock, lock_, unlock = "mutex_trylock", "mutex_lock", "mutex_unlock"
 
 
 class NoPurgeLock(PurgeLock):

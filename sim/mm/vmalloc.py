@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Generator
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import simpy
@@ -133,7 +135,8 @@ class VmallocModel(LazyPurge):
         self.lazy = PerNodeLazy(self.nodes) if self.per_node_lazy else \
             make_lazy_list(variant.lazy_list, env, machine, handoff)
         self.vmap_lazy_nr = 0
-        self._lazy_nr_cpu = -1
+        self.lazy_nr_line = SharedLines(machine)
+        """``vmap_lazy_nr``'s cache line: every atomic on it takes it exclusive."""
         self._ident = itertools.count()
         self.lazy_max_pages = (lazy_max_pages_formula(machine.ncpus)
                                if lazy_max_pages == "auto" else int(lazy_max_pages))
@@ -214,7 +217,8 @@ class VmallocModel(LazyPurge):
         """A walk over ``areas`` (one dependent load each), each from the cache of the CPU
         that wrote it last, or from memory once they are more than an LLC holds."""
         line, me, n = self.machine.line_ns, cpu.id, len(areas)
-        return sum(line(va.writer, me, n) for va in areas)
+        by_writer = Counter(map(attrgetter("writer"), areas))  # counted in C: a purge's areas
+        return sum(count * line(writer, me, n) for writer, count in by_writer.items())
 
     def busy_tree_lock(self, addr: int) -> SpinLock:
         """The lock of the busy tree that holds ``addr``: the global ``vmap_area_lock``, or
@@ -231,11 +235,7 @@ class VmallocModel(LazyPurge):
 
     def atomic_lazy_nr(self, cpu: Cpu, delta: int) -> int:
         """An atomic RMW on ``vmap_lazy_nr``: pulls the line from the CPU that last wrote it."""
-        cost = self.costs.atomic_ns
-        if self._lazy_nr_cpu not in (-1, cpu.id):
-            cost += self.machine.cacheline_ns(self._lazy_nr_cpu, cpu.id)
-        self._lazy_nr_cpu = cpu.id
-        cpu.charge(cost)
+        cpu.charge(self.costs.atomic_ns + self.lazy_nr_line.write(cpu.id, 1))
         nr = self.vmap_lazy_nr = self.vmap_lazy_nr + delta
         metrics = self.metrics
         if nr > metrics.lazy_pages_peak:
