@@ -150,13 +150,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _execution(args: argparse.Namespace) -> tuple[int, str]:
     """``-j``, ``--executor`` and ``--scheduler``: the number of workers and the executor."""
-    jobs = args.jobs if args.jobs is not None else default_jobs()
+    cores = default_jobs()
+    jobs = args.jobs if args.jobs is not None else cores
     if jobs < 1:
         raise ConfigError(f"-j expects at least 1 worker, found {jobs}", "command line")
     if args.executor == "local" and args.scheduler:
         raise ConfigError("--scheduler joins a Dask cluster; it needs --executor dask",
                           "command line")
-    return jobs, args.executor or ("dask" if args.scheduler else "local")
+    executor = args.executor or ("dask" if args.scheduler else "local")
+    if jobs > cores and not args.scheduler:  # more processes than cores only adds memory
+        _note(f"vmapsim: -j {jobs} is more than the {cores} cores this process may use; "
+              f"using {cores}")
+        jobs = cores
+    return jobs, executor
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -230,7 +236,7 @@ def _where(executor: str, jobs: int, scheduler: str | None) -> str:
         return f"on the Dask cluster at {scheduler}"
     if executor == "dask":
         return f"on a local Dask cluster of {jobs} worker(s)"
-    return "in this process" if jobs == 1 else f"on {jobs} worker processes"
+    return "in this process" if jobs == 1 else f"on {jobs} local processes"
 
 
 def _failures(outcome: ExperimentResult, experiment: Experiment, out: Path) -> int:

@@ -79,7 +79,7 @@ def test_an_experiment_name_that_would_misname_the_output_is_refused(tmp_path: P
 
 @pytest.mark.parametrize("sweep", [
     "lazy_max_pages: [auto, 1024]",
-    "workload.size: [4, 16KiB]",
+    "workload.size: [4, 32KiB]",
     "workload.size: [{dist: fixed, value: 1}, {dist: uniform, min: 1, max: 4}]",
 ])
 def test_a_sweep_of_mixed_documented_forms_gets_its_table(tmp_path: Path, capsys,

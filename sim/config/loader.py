@@ -11,6 +11,8 @@ from __future__ import annotations
 import codecs
 import copy
 import difflib
+import os
+import stat
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -56,6 +58,12 @@ def one_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``value`` as echoed in an error: its repr, control characters escaped, truncated."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def dotted(path: tuple) -> str:
@@ -207,15 +215,45 @@ def _syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str) -> ConfigErro
     return ConfigError(f"YAML syntax error: {problem}", file, line)
 
 
-def load_yaml(path: str | Path) -> Document:
-    """Read and parse a YAML file; unreadable, binary or empty files are :class:`ConfigError`."""
+MAX_FILE_BYTES = 4 << 20
+"""Largest experiment, machine, workload or scenario file read (4 MiB: the node limit is
+reached long before)."""
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` of them. A directory,
+    FIFO or device is refused before it is read (a FIFO is opened without waiting for a
+    writer), and so is a file larger than ``limit``; errors name the file."""
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ConfigError("no such file", name) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the file: {exc.strerror}", name) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        if info.st_size > limit and stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"the file is {info.st_size / 2**20:.1f} MiB; at most "
+                              f"{limit / 2**20:.0f} MiB are read", name)
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else \
+            "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+        raise ConfigError(f"not a regular file ({kind})", name)
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            raw = handle.read(limit + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the file: {exc.strerror}", name) from None
+    if len(raw) > limit:  # it grew while being read
+        raise ConfigError(f"the file is larger than {limit / 2**20:.0f} MiB", name)
+    return raw
+
+
+def load_yaml(path: str | Path) -> Document:
+    """Read and parse a YAML file; unreadable, binary or empty files are :class:`ConfigError`."""
+    name = str(path)
+    raw = read_regular(path, MAX_FILE_BYTES)
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ConfigError("the file is UTF-16 text; save it as UTF-8", name, 1)
     if b"\0" in raw:

@@ -7,10 +7,12 @@ so it describes its run completely.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,6 +34,20 @@ TimeNs = Annotated[float, BeforeValidator(parse_time), Field(ge=0)]
 PositiveTimeNs = Annotated[float, BeforeValidator(parse_time), Field(gt=0)]
 Pages = Annotated[int, BeforeValidator(parse_pages), Field(ge=1)]
 Cost = Annotated[float, Field(ge=0)]
+NAME_CHARS = 64
+"""Longest name of a machine, workload, variant or object type (names fill table columns)."""
+
+
+def _printable_name(name: str) -> str:
+    if not name or len(name) > NAME_CHARS or not name.isprintable():
+        shown = repr(name if len(name) <= 40 else name[:37] + "...")
+        raise ValueError(f"expected a printable name of at most {NAME_CHARS} characters, "
+                         f"found {shown}")
+    return name
+
+
+Name = Annotated[str, AfterValidator(_printable_name)]
+"""A name shown in tables and on the terminal: printable, at most ``NAME_CHARS`` long."""
 MAX_CPUS = 4096
 """Largest CPU count accepted (the kernel's NR_CPUS for x86_64 distribution configs is 8192;
 4096 keeps runs tractable)."""
@@ -92,7 +108,7 @@ class Costs(Strict):
 class MachineProfile(Strict):
     """A machine: CPUs, sockets, the vmalloc address space and the cost table."""
 
-    name: str
+    name: Name
     description: str = ""
     cpus: int = Field(ge=1, le=MAX_CPUS)
     cpus_per_socket: int = Field(ge=1, le=MAX_CPUS)
@@ -146,6 +162,15 @@ class ChoiceDist(Strict):
     values: list[Pages] = Field(min_length=1)
     weights: list[Annotated[float, Field(gt=0)]] | None = None
 
+    @field_validator("weights")
+    @classmethod
+    def _finite_sum(cls, weights: list[float] | None) -> list[float] | None:
+        """Weights are relative; their sum must be a finite number to divide by."""
+        if weights is not None and not math.isfinite(sum(weights)):
+            raise ValueError("expected weights with a finite sum (they are relative: "
+                             "[2, 1] means two to one), found a sum beyond 1e308")
+        return weights
+
     @model_validator(mode="after")
     def _same_length(self) -> ChoiceDist:
         if self.weights is not None and len(self.weights) != len(self.values):
@@ -183,7 +208,7 @@ class WorkloadBase(Strict):
     """What every workload kind shares: its name, the machine-wide state it starts from and
     the noise it runs under. A kind adds what each CPU issues."""
 
-    name: str
+    name: Name
     description: str = ""
     vmap_block_dirty: bool = Field(
         default=True,
@@ -245,7 +270,7 @@ class TraceReplay(WorkloadBase):
         from sim.config.trace_csv import load_trace
 
         path = os.path.abspath(os.path.expanduser(path))
-        if not os.path.isfile(path):
+        if not os.path.lexists(path):
             raise ValueError(f"expected a CSV trace file, found {path!r} (no such file)")
         load_trace(path)
         return path
@@ -350,7 +375,7 @@ call, or a number of pages in one call."""
 class ChurnObject(Strict):
     """One object type of an ``object_churn`` workload (sim/workloads/churn.py)."""
 
-    name: str
+    name: Name
     rate: float = Field(gt=0, le=1e9, description="creations/s per CPU (Poisson)")
     size: SizeDist
     lifetime: PositiveTimeNs = Field(description="mean of an exponential lifetime")
@@ -389,7 +414,7 @@ sim/workloads/vmalloc_loop.py ``PROCESSES`` are added together)."""
 class Variant(Strict):
     """A kernel version or proposal as a set of mechanism choices (see sim/mm/presets.yaml)."""
 
-    name: str
+    name: Name
     base: str | None = None
     kernel: str = ""
     description: str = ""

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.config.loader import ConfigError, did_you_mean
+from sim.config.loader import ConfigError, did_you_mean, read_regular, shown
 
 HEADER = ("time_ns", "cpu", "op", "size_bytes", "handle")
 OPS = ("vmalloc", "vfree", "vm_map_ram", "vm_unmap_ram", "set_memory")
@@ -143,12 +143,12 @@ def parse_trace(path: str) -> Trace:
     return _Parser(path, _text(raw, path)).parse(hashlib.sha256(raw).hexdigest())
 
 
+MAX_TRACE_BYTES = 256 << 20
+"""Largest trace read: 256 MiB, some six million records (parsing one takes minutes)."""
+
+
 def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the trace: {exc.strerror}", path) from None
+    return read_regular(path, MAX_TRACE_BYTES)
 
 
 def _text(raw: bytes, path: str) -> str:
@@ -206,9 +206,9 @@ class _Parser:
         if first is None:
             raise self.error(1, f"the trace is empty; expected the header '{','.join(HEADER)}'")
         header_line, header = first
-        if tuple(header) != HEADER:
-            raise self.error(header_line, f"expected the header '{','.join(HEADER)}', found "
-                             f"'{','.join(header)}'")
+        if tuple(header) != HEADER:  # not a trace: none of its content is shown
+            raise self.error(header_line, f"the first line is not the header "
+                             f"'{','.join(HEADER)}' ({len(header)} fields); is this a trace?")
         for line, fields in lines:
             self.rows.append(self._record(line, fields))
         return header_line
@@ -222,7 +222,7 @@ class _Parser:
         op_text = fields[2]
         if op_text not in OPS:
             raise self.error(line, f"op: expected one of {', '.join(OPS)}, found "
-                             f"'{op_text}'{did_you_mean(op_text, list(OPS))}")
+                             f"{shown(op_text)}{did_you_mean(op_text, list(OPS))}")
         op = OPS.index(op_text)
         size = self._integer(line, "size_bytes", fields[3])
         handle = self._integer(line, "handle", fields[4], hex_ok=True)
@@ -246,7 +246,7 @@ class _Parser:
             hexa = hex_ok and text.lower().startswith("0x")
             value = int(text, 16 if hexa else 10)
         except ValueError:
-            raise self.error(line, f"{name}: expected an integer, found '{text}'") from None
+            raise self.error(line, f"{name}: expected an integer, found {shown(text)}") from None
         if value < 0:
             raise self.error(line, f"{name}: expected a non-negative integer, found {value}")
         if value >= MAX_FIELD and not hex_ok:

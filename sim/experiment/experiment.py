@@ -32,14 +32,15 @@ from sim.config.loader import (
     parse_override,
     resolve_reference,
     set_dotted,
+    shown,
 )
 from sim.config.schema import ExperimentFile, RunConfig, Variant
 from sim.config.trace_csv import anchor as anchor_trace
+from sim.experiment.limits import check_limits
 from sim.experiment.sweep import Sweep, parse_sweep, set_factor, unsweep
-from sim.experiment.validation import config_error
+from sim.experiment.validation import config_error, swept_path
 from sim.mm.variants import resolve_variant
-from sim.results.store import shown
-from sim.simulation import RunSpec
+from sim.simulation import RunSpec, metric_names
 
 RUN_KEYS = ("cpus", "lazy_max_pages", "duration", "warmup", "ops")
 """Top-level experiment keys that are part of each run's configuration."""
@@ -108,6 +109,9 @@ class Experiment:
             raise config_error(exc, data, RunConfig, self.origins, point, self.sweep) from None
         config = model.model_dump(mode="json")
         self._check_finite(config, (), point)
+        breach = check_limits(model)
+        if breach is not None:
+            raise self.origins.error(breach.message, swept_path(breach.path, point, self.sweep))
         return config
 
     def _trace_origin(self, point: dict[str, Any]) -> str:
@@ -140,7 +144,7 @@ def _stable_hash(point: dict[str, Any]) -> int:
 def find_experiment(name: str) -> Path:
     """A path to an experiment file, or the built-in experiment of that name."""
     path = Path(name)
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a FIFO or device is refused when read
         return path
     found = resolve_reference("experiments", name, None)
     if found is not None:
@@ -186,8 +190,17 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
                             top.verify if top.verify is not None
                             else any(isinstance(entry, dict) for entry in top.variants))
     for point in experiment.points():
-        experiment.resolve_point(point, variants[0])
+        config = experiment.resolve_point(point, variants[0])
+    _check_rank(top.rank.metric, RunConfig.model_validate(config), origins)
     return experiment
+
+
+def _check_rank(metric: str, config: RunConfig, origins: Origins) -> None:
+    """``rank.metric`` must be a metric the runs report (else ``wins.csv`` is empty)."""
+    known = metric_names(config)
+    if metric not in known:
+        raise origins.error(f"unknown metric {shown(metric)}{did_you_mean(metric, list(known))}"
+                            " (see the README's metrics table)", ("rank", "metric"))
 
 
 NAME_MAX = 100

@@ -12,7 +12,6 @@ run ids of a sweep).
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import qmc
 
 SIGNIFICANT = 6
 """Sampled values are rounded to this many significant digits (readable tables and ids)."""
@@ -21,6 +20,8 @@ SIGNIFICANT = 6
 def latin_hypercube(ranges: list[tuple[float, float]], samples: int, seed: int
                     ) -> list[tuple[float, ...]]:
     """``samples`` points, one value per range, from a seeded Latin hypercube."""
+    from scipy.stats import qmc  # imported when sampling: scipy.stats takes ~0.5 s to import
+
     sampler = qmc.LatinHypercube(d=len(ranges), seed=np.random.default_rng(seed))
     unit = sampler.random(samples)
     low = [lo for lo, _ in ranges]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.config.loader import Origins, did_you_mean, dotted
+from sim.config.units import parse_pages, parse_time
 from sim.experiment.sampling import latin_hypercube
 
 ZIP = "zip"
@@ -241,13 +242,25 @@ def _check_distinct(factor: Factor, origins: Origins) -> None:
         return
     seen: set[str] = set()
     for i, level in enumerate(factor.levels):
-        text = json.dumps(level, sort_keys=True, default=str)
+        text = json.dumps([_canonical(v) for v in level], sort_keys=True, default=str)
         if text in seen:
             path = factor.paths[0] + (i,)
             what = "value" if len(factor.keys) == 1 else "zipped level"
             shown = level[0] if len(level) == 1 else dict(zip(factor.keys, level))
             raise origins.error(f"repeated {what} {shown!r}; each point must differ", path)
         seen.add(text)
+
+
+def _canonical(value: Any) -> Any:
+    """A level as the run sees it: a time or size with a unit as its number of ns or pages
+    (``1ms`` and ``1000us`` are one point)."""
+    if isinstance(value, str):
+        for parse in (parse_time, parse_pages):
+            try:
+                return float(parse(value))
+            except ValueError:
+                continue
+    return float(value) if _number(value) else value
 
 
 def _show(value: Any) -> str:

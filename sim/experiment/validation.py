@@ -36,14 +36,21 @@ def config_error(exc: ValidationError, data: Any, model: type[BaseModel], origin
     if alternatives and err["type"] not in ("missing", "extra_forbidden"):
         message = _either([message, *alternatives])
     where = prefix + path
+    if err["type"] == "extra_forbidden" and sweep is not None:
+        for key in point or {}:
+            if where[: len(key.split("."))] == tuple(key.split(".")) and key in sweep:
+                return origins.error(message, sweep.key_path(key))  # the swept key is unknown
+    return origins.error(message, swept_path(where, point, sweep))
+
+
+def swept_path(where: tuple, point: dict[str, Any] | None, sweep: Sweep | None) -> tuple:
+    """Where a value of a run configuration came from: the sweep entry (or zipped group) that
+    supplied it when its key, or a key above it, is swept at ``point``; else ``where``."""
     for key, value in (point or {}).items():
         swept = tuple(key.split("."))
         if where[: len(swept)] == swept and sweep is not None and key in sweep:
-            if err["type"] == "extra_forbidden":  # the swept key itself is unknown
-                return origins.error(message, sweep.key_path(key))
-            # a swept value is at fault: point at its entry in the sweep (or zipped group)
-            return origins.error(message, sweep.value_path(key, value) + where[len(swept):])
-    return origins.error(message, where)
+            return sweep.value_path(key, value) + where[len(swept):]
+    return where
 
 
 def _first(errors: list[dict]) -> dict:

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.config.loader import ConfigError
-from sim.results.store import PLAIN_NAME, shown
+from sim.config.loader import ConfigError, shown
+from sim.results.store import PLAIN_NAME
 
 PLOTS = "plots"
 DPI = 90

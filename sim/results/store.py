@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.config.loader import ConfigError
+from sim.config.loader import ConfigError, shown
 from sim.results.stats import t_interval
 
 
@@ -95,12 +95,6 @@ RUN_ID = re.compile(r"[0-9a-f]{16}")
 """A run id: the first 16 hex digits of its spec's SHA-256 (sim/simulation.py)."""
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 """A name that may name a file in the output directory (a metric's plot)."""
-
-
-def shown(value: Any, limit: int = 40) -> str:
-    """``value`` as echoed in an error: its repr, control characters escaped, truncated."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def run_path(out_dir: Path, run_id: str) -> Path:
