@@ -93,3 +93,43 @@ def test_more_workers_than_cores_are_capped_with_a_note(tmp_path: Path, capsys,
     assert main(["run", str(exp), "-o", str(tmp_path / "out"), "--no-report", "-j", "24"]) == 0
     err = capsys.readouterr().err
     assert "-j 24 is more than the 2 cores" in err and "2 local processes" in err
+
+
+@pytest.mark.parametrize("override", [
+    ".".join(["a"] * 1500) + "=1",                       # 1500 dotted levels
+    "workload.think_time=&a [*a]",                        # a recursive alias
+    "workload.name=" + "[" * 200 + "]" * 200,             # nesting past the file limit
+    "k" * 10_000 + "=1",                                  # a 10,000-character key
+    "workload.think_time=[&a [1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+    "&c [*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], "
+    "&e [*d,*d,*d,*d,*d,*d,*d,*d,*d], &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]]",  # an alias bomb
+], ids=["deep-key", "recursive-alias", "deep-value", "long-key", "alias-bomb"])
+def test_a_set_value_meets_the_limits_of_a_file(override: str, capsys) -> None:
+    err = one_line_error(["check", str(SAMPLE.parents[2] / "experiments" / "seed.yaml"),
+                          "--set", override], capsys)
+    assert len(err) < 600
+
+
+CAPACITY = ["capacity", "seed", "--key", "cpus", "--range", "1..4", "--set", "duration=50us",
+            "--set", "replications=1", "-q", "--no-report"]
+
+
+@pytest.mark.parametrize("limit", ["nan", "inf", "1e999"])
+def test_a_capacity_limit_must_be_finite(limit: str, tmp_path: Path, capsys) -> None:
+    err = one_line_error(CAPACITY + ["--metric", "ops_per_sec", "--min", limit,
+                                     "-o", str(tmp_path / "cap")], capsys)
+    assert "finite" in err and not (tmp_path / "cap").exists()
+
+
+def test_a_capacity_metric_is_checked_before_any_run(tmp_path: Path, capsys) -> None:
+    err = one_line_error(CAPACITY + ["--metric", "ops_per_sek", "--max", "1",
+                                     "-o", str(tmp_path / "cap")], capsys)
+    assert "unknown metric 'ops_per_sek'" in err and "ops_per_sec" in err
+    assert not (tmp_path / "cap").exists()
+
+
+def test_a_trace_warmup_longer_than_the_trace_is_refused(tmp_path: Path, capsys) -> None:
+    exp = experiment_replaying(tmp_path, str(SAMPLE))
+    exp.write_text(exp.read_text() + "warmup: 1s\n")
+    err = one_line_error(["check", str(exp)], capsys)
+    assert "warmup: expected a warm-up shorter than the trace" in err

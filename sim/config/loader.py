@@ -28,6 +28,8 @@ PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 """The only tags a mapping or list may carry (the ones YAML gives it without an explicit tag)."""
 MAX_KEY_CHARS = 80
 """Longer key paths are shortened in messages (a deeply nested document stays one short line)."""
+MAX_WHERE_CHARS = 240
+"""Longer file names (or ``--set KEY`` origins) are shortened in messages."""
 
 
 class ConfigError(Exception):
@@ -43,6 +45,9 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         where = self.file or "<config>"
+        if len(where) > MAX_WHERE_CHARS:  # a --set of a 10,000-character key names itself
+            half = MAX_WHERE_CHARS // 2 - 2
+            where = f"{where[:half]}...{where[-half:]}"
         if self.line is not None:
             where += f":{self.line}"
         key = dotted(self.path)
@@ -321,13 +326,27 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"expected key=value, found {text!r}", "--set")
+        raise ConfigError(f"expected key=value, found {shown(text)}", "--set")
+    if key.count(".") >= MAX_DEPTH:
+        raise ConfigError(f"the key {shown(key)} is nested deeper than {MAX_DEPTH} levels",
+                          "--set")
+    return key, _override_value(raw, tuple(key.split(".")))
+
+
+def _override_value(raw: str, path: tuple) -> Any:
+    """An override's value, read with the limits of a file (nodes, depth, tags)."""
+    if not raw.strip():
+        return ""
+    loader = yaml.SafeLoader(raw)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"cannot parse the value {raw!r}", "--set", None,
-                          tuple(key.split("."))) from None
-    return key, value
+        node = loader.get_single_node()
+        return None if node is None else _Converter(loader, "--set").convert(node, path, 0)
+    except (yaml.YAMLError, RecursionError):
+        raise ConfigError(f"cannot parse the value {shown(raw)}", "--set", None, path) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.message, "--set", None, path) from None
+    finally:
+        loader.dispose()
 
 
 def set_dotted(data: dict, key: str, value: Any, origins: Origins) -> None:

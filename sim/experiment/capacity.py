@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.config.loader import ConfigError
+from sim.config.loader import ConfigError, shown
 from sim.config.units import parse_time
 from sim.experiment.experiment import Experiment
 from sim.experiment.runner import ExperimentResult, run_experiment
@@ -51,7 +51,10 @@ class Limit:
         try:
             bound = parse_time(text) if metric.endswith("_ns") else float(text)
         except ValueError as exc:
-            raise ConfigError(f"cannot read the limit {text!r}: {exc}", "command line") from None
+            raise ConfigError(f"cannot read the limit {shown(text)}: {exc}",
+                              "command line") from None
+        if not math.isfinite(bound):
+            raise ConfigError(f"expected a finite limit, found {shown(text)}", "command line")
         return cls(metric, bound, upper=maximum is not None)
 
 
@@ -111,6 +114,8 @@ def capacity_search(experiment: Experiment, key: str, low: int, high: int, limit
     line per round; ``run_options`` go to :func:`run_experiment`."""
     if not low < high:
         raise ConfigError(f"the range needs low < high, found {low}..{high}", "--range")
+    if limit.metric not in experiment.metric_names():  # before any run
+        raise ConfigError(experiment.unknown_metric(limit.metric), "--metric")
     variants = [v["name"] for v in experiment.variants]
 
     def evaluate(values: list[int], names: list[str]) -> dict[tuple[str, int], float]:
@@ -120,10 +125,6 @@ def capacity_search(experiment: Experiment, key: str, low: int, high: int, limit
                                  resume=True, report=False, **run_options)
         means = {(r["variant"], r[key]): r["mean"] for r in outcome.rows
                  if r["metric"] == limit.metric}
-        if not means and outcome.rows:
-            known = sorted({r["metric"] for r in outcome.rows})
-            raise ConfigError(f"unknown metric '{limit.metric}' (known: {', '.join(known)})",
-                              "--metric")
         return {(v, x): means.get((v, x), math.nan) for v in names for x in values}
 
     found = bisect(variants, low, high, limit, evaluate)

@@ -114,6 +114,17 @@ class Experiment:
             raise self.origins.error(breach.message, swept_path(breach.path, point, self.sweep))
         return config
 
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics the runs report (those of the first point's first variant: the kind
+        of workload decides them, and no sweep changes it)."""
+        config = self.resolve_point(self.points()[0], self.variants[0])
+        return metric_names(RunConfig.model_validate(config))
+
+    def unknown_metric(self, metric: str) -> str:
+        """The message for a metric the runs do not report."""
+        return (f"unknown metric {shown(metric)}{did_you_mean(metric, list(self.metric_names()))}"
+                " (see the README's metrics table)")
+
     def _trace_origin(self, point: dict[str, Any]) -> str:
         """The file (or ``--set``) that named the workload's trace: relative trace paths
         resolve against its directory."""
@@ -190,17 +201,10 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
                             top.verify if top.verify is not None
                             else any(isinstance(entry, dict) for entry in top.variants))
     for point in experiment.points():
-        config = experiment.resolve_point(point, variants[0])
-    _check_rank(top.rank.metric, RunConfig.model_validate(config), origins)
+        experiment.resolve_point(point, variants[0])
+    if top.rank.metric not in experiment.metric_names():  # else wins.csv would be empty
+        raise origins.error(experiment.unknown_metric(top.rank.metric), ("rank", "metric"))
     return experiment
-
-
-def _check_rank(metric: str, config: RunConfig, origins: Origins) -> None:
-    """``rank.metric`` must be a metric the runs report (else ``wins.csv`` is empty)."""
-    known = metric_names(config)
-    if metric not in known:
-        raise origins.error(f"unknown metric {shown(metric)}{did_you_mean(metric, list(known))}"
-                            " (see the README's metrics table)", ("rank", "metric"))
 
 
 NAME_MAX = 100

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sim.config.loader import Origins, did_you_mean, dotted
+from sim.config.loader import Origins, did_you_mean, dotted, shown
 from sim.config.units import parse_pages, parse_time
 from sim.experiment.sampling import latin_hypercube
 
@@ -178,7 +178,7 @@ def _sampled(spec: Any, origins: Origins, seen: dict[str, tuple], seed: int) -> 
                             base)
     for key in spec:
         if key not in LHS_KEYS:
-            raise origins.error(f"unknown key '{key}'{did_you_mean(str(key), list(LHS_KEYS))} "
+            raise origins.error(f"unknown key {shown(key)}{did_you_mean(str(key), list(LHS_KEYS))} "
                                 f"(allowed: {', '.join(LHS_KEYS)})", base + (key,))
     samples = _count(spec.get("samples"), base + ("samples",), origins, minimum=1)
     if samples > MAX_POINTS:

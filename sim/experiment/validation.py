@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from sim.config.loader import ConfigError, Origins, did_you_mean
+from sim.config.loader import ConfigError, Origins, did_you_mean, shown
 
 if typing.TYPE_CHECKING:
     from sim.experiment.sweep import Sweep
@@ -124,7 +124,7 @@ def _message(err: dict, model: type[BaseModel], path: tuple, data: Any = None) -
         return f"expected one of {expected}, found {tag!r}{did_you_mean(tag, tags)}"
     if kind == "extra_forbidden":
         allowed = _fields_at(model, path[:-1], data)
-        return (f"unknown key '{path[-1]}'{did_you_mean(str(path[-1]), allowed)}"
+        return (f"unknown key {shown(path[-1])}{did_you_mean(str(path[-1]), allowed)}"
                 + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
     text = err["msg"].removeprefix("Value error, ")
     text = text[:1].lower() + text[1:]
