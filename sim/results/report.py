@@ -21,7 +21,8 @@ from sim.results.paired import paired_rows
 from sim.results.store import (
     Manifest,
     read_manifest,
-    read_run,
+    read_run_checked,
+    run_path,
     summary_rows,
     write_atomic,
     write_csv,
@@ -169,7 +170,15 @@ def report_directory(out_dir: Path, plots: bool = True) -> tuple[Manifest, Repor
                           str(out_dir))
     if plots:
         plotting.require(str(out_dir))
-    found = [read_run(out_dir, run_id) for run_id in manifest.run_ids]
+    found = []
+    for run_id in manifest.run_ids:
+        result, problem = read_run_checked(out_dir, run_id)
+        if problem is not None:
+            damaged = sum(read_run_checked(out_dir, r)[1] is not None for r in manifest.run_ids)
+            raise ConfigError(f"{problem}; {damaged} run file(s) cannot be used (rerun the "
+                              "experiment with --resume to recompute them)",
+                              str(run_path(out_dir, run_id)))
+        found.append(result)
     results = [r for r in found if r is not None]
     return manifest, write_report(out_dir, manifest, results, plots), len(found) - len(results)
 

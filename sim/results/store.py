@@ -3,7 +3,8 @@
 Layout of ``DIR``::
 
     DIR/experiment.json      manifest: name, swept keys, variants, baseline, run ids
-    DIR/runs/<run_id>.json   full resolved config, seed, metrics, lock_stat of one run
+    DIR/runs/<run_id>.json   full resolved config, seed, metrics, lock_stat of one run, and
+                             the checksum of its content (an edited file is not used)
     DIR/summary.csv          tidy long form: variant, swept keys, metric, mean, ci_low, ci_high, n
     DIR/paired.csv           with a baseline: variant - baseline, paired by replication
     DIR/lock_stat.txt        lock statistics summed per variant and point
@@ -13,6 +14,7 @@ Layout of ``DIR``::
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -25,6 +27,7 @@ from typing import Any
 
 from sim.config.loader import ConfigError, shown
 from sim.results.stats import t_interval
+from sim.simulation import RUN_METRICS
 
 
 class OutputError(Exception):
@@ -97,6 +100,10 @@ PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 """A name that may name a file in the output directory (a metric's plot)."""
 
 
+CHECKSUM = "checksum"
+"""The key of a run file's checksum of its own content."""
+
+
 def run_path(out_dir: Path, run_id: str) -> Path:
     if not RUN_ID.fullmatch(run_id):
         raise ConfigError(f"expected a run id (16 hex digits), found {shown(run_id)}",
@@ -105,25 +112,84 @@ def run_path(out_dir: Path, run_id: str) -> Path:
 
 
 def write_run(out_dir: Path, result: dict[str, Any]) -> Path:
-    """One run's file. Keys keep their order (not sorted), so a result read back for
-    ``--resume`` lists its metrics in the order of a fresh one, and the tables match."""
+    """One run's file, with the checksum of its content last. Keys keep their order (not
+    sorted), so a result read back for ``--resume`` lists its metrics in the order of a fresh
+    one, and the tables match."""
     path = run_path(out_dir, result["run_id"])
-    write_atomic(path, json.dumps(result, indent=1, default=_json_default))
+    content = json.loads(json.dumps(result, default=_json_default))  # as it will read back
+    content.pop(CHECKSUM, None)
+    content[CHECKSUM] = checksum_of(content)
+    write_atomic(path, json.dumps(content, indent=1))
     return path
 
 
+def checksum_of(result: dict[str, Any]) -> str:
+    """``sha256:<hex>`` of a result's content (its keys sorted, the checksum left out)."""
+    body = {k: v for k, v in result.items() if k != CHECKSUM}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def read_run(out_dir: Path, run_id: str) -> dict[str, Any] | None:
-    """The result file of ``run_id``; None when missing, truncated, unparsable or not its own
-    (a file whose ``run_id`` differs from its name)."""
-    try:
-        result = json.loads(run_path(out_dir, run_id).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(result, dict) or result.get("run_id") != run_id:
-        return None
-    if result.get("status") == "ok" and not isinstance(result.get("metrics"), dict):
-        return None
+    """The result file of ``run_id``; None when missing or damaged (see :func:`run_problem`)."""
+    result, _ = read_run_checked(out_dir, run_id)
     return result
+
+
+def read_run_checked(out_dir: Path, run_id: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The result file of ``run_id``, or None and why: None, None when there is no file."""
+    path = run_path(out_dir, run_id)
+    try:
+        result = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError):
+        return None, "it is not readable JSON"
+    problem = run_problem(result)
+    if problem is None and result["run_id"] != run_id:
+        problem = "it holds the result of another run id"
+    return (None, problem) if problem else (result, None)
+
+
+def run_problem(result: Any) -> str | None:
+    """Why ``result`` (a parsed run file) cannot be used, or None: its checksum does not
+    match its content (edited or damaged), or its content is not a run's record."""
+    if not isinstance(result, dict):
+        return "it is not a JSON object"
+    if CHECKSUM not in result:
+        return "it has no checksum (edited, or written by an older vmapsim)"
+    if result[CHECKSUM] != checksum_of(result):
+        return "its content does not match its checksum (edited or damaged)"
+    spec = result.get("spec")
+    if not (isinstance(result.get("run_id"), str) and isinstance(spec, dict)
+            and isinstance(spec.get("point"), dict) and isinstance(spec.get("config"), dict)
+            and isinstance(spec["config"].get("variant"), dict)
+            and isinstance(spec["config"]["variant"].get("name"), str)):
+        return "it does not hold a run id and the spec of a run"
+    if result.get("status") == "failed":
+        return None
+    if result.get("status") != "ok":
+        return "its status is neither ok nor failed"
+    return _ok_problem(result)
+
+
+def _ok_problem(result: dict[str, Any]) -> str | None:
+    metrics = result.get("metrics")
+    if not isinstance(metrics, dict) or not all(_number_or_none(v) for v in metrics.values()):
+        return "its metrics are not a mapping of numbers"
+    if any(name not in metrics for name in RUN_METRICS):
+        return "it lacks metrics every run reports"
+    stats = result.get("lock_stat")
+    if not isinstance(stats, dict) or not all(
+            isinstance(s, dict) and all(_number_or_none(v) for v in s.values())
+            for s in stats.values()):
+        return "its lock_stat is not a mapping of counters"
+    return None
+
+
+def _number_or_none(value: Any) -> bool:
+    """A metric value as JSON gives it back: a number, or None for NaN."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _json_default(value: Any) -> Any:
