@@ -15,6 +15,7 @@ from sim.cli import main
 from sim.experiment import runner as runner_module
 from sim.experiment.executors import ProcessExecutor, SerialExecutor, open_executor
 from sim.experiment.experiment import Experiment, load_experiment
+from sim.results.store import CHECKSUM, checksum_of
 from sim.simulation import RunSpec
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
@@ -118,7 +119,8 @@ def test_failure_in_a_worker_process(tmp_path: Path) -> None:
     (bad,) = outcome.failures
     assert bad["error"].startswith("ValidationError") and bad["spec"]["config"]["cpus"] == 0
     assert len(outcome.results) == 8
-    assert json.loads((tmp_path / "runs" / f"{bad['run_id']}.json").read_text()) == bad
+    written = json.loads((tmp_path / "runs" / f"{bad['run_id']}.json").read_text())
+    assert written.pop(CHECKSUM) == checksum_of(bad) and written == bad
 
 
 def test_dask_executor_without_dask(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -6,8 +6,10 @@ returns the value or raises the task's exception). The runner does not know whic
 has; results do not depend on it, because each run is a pure function of its spec.
 
 * ``serial``: in this process, in order (``-j 1``).
-* ``local``: a :class:`concurrent.futures.ProcessPoolExecutor` of ``jobs`` processes; the
-  workers ignore SIGINT, so Ctrl-C reaches only the parent, which stops them.
+* ``local``: a :class:`pebble.ProcessPool` of ``jobs`` processes. The workers ignore SIGINT,
+  so Ctrl-C reaches only the parent, which stops them; a worker that dies (``kill -9``, the
+  OOM killer) costs only the run it held, which is run once more on a new worker; a worker
+  whose parent is gone exits within a second.
 * ``dask``: ``dask.distributed`` (the ``dask`` extra): a ``LocalCluster`` of ``jobs`` worker
   processes, or the existing cluster whose scheduler is at ``scheduler`` (its workers need
   vmapsim installed).
@@ -18,10 +20,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
+
+from pebble import ProcessExpired, ProcessPool
 
 from sim.config.loader import ConfigError
 
@@ -69,37 +75,58 @@ class SerialExecutor(Executor):
         """Nothing to release."""
 
 
-def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C on a terminal goes to the parent only."""
+RETRIES = 1
+"""Times a run whose worker process died (killed, out of memory) is run again on a new one
+before it is recorded failed."""
+PARENT_CHECK_S = 0.5
+"""How often a worker looks whether the process that started it is still there."""
+
+
+def _start_worker() -> None:
+    """Worker initializer: Ctrl-C on a terminal goes to the parent only, and the worker exits
+    when its parent is gone (killed with SIGKILL, it can stop nobody)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True,
+                     name="vmapsim-parent-check").start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 class ProcessExecutor(Executor):
-    """``jobs`` local worker processes."""
+    """``jobs`` local worker processes (a :class:`pebble.ProcessPool`: a worker that dies
+    fails only the run it held, and a new worker takes its place)."""
 
     name = "local"
 
     def __init__(self, jobs: int) -> None:
-        self.pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint)
+        self.pool = ProcessPool(max_workers=jobs, initializer=_start_worker)
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]
                       ) -> Iterator[tuple[Any, Future]]:
-        futures = {self.pool.submit(fn, item): item for item in items}
-        for future in as_completed(futures):
-            yield futures[future], future
+        """Each item's run, in completion order; a run whose worker died is run once more
+        (``RETRIES``) and then yielded with the worker's death as its exception."""
+        pending = {self.pool.schedule(fn, args=(item,)): (item, 0) for item in items}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                item, tries = pending.pop(future)
+                if isinstance(future.exception(), ProcessExpired) and tries < RETRIES:
+                    pending[self.pool.schedule(fn, args=(item,))] = (item, tries + 1)
+                    continue
+                yield item, future
 
     def close(self, abort: bool = False) -> None:
-        if not abort:
-            self.pool.shutdown(wait=True)
-            return
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        terminate = getattr(self.pool, "terminate_workers", None)  # Python >= 3.14
-        if terminate is not None:
-            terminate()
-            return
-        # older Pythons have no public way to stop a running task: end its process
-        for process in list((getattr(self.pool, "_processes", None) or {}).values()):
-            process.terminate()
+        """Wait for the workers to finish (``abort``: stop them and their runs now)."""
+        if abort:
+            self.pool.stop()
+        else:
+            self.pool.close()
+        self.pool.join()
 
 
 class DaskExecutor(Executor):

@@ -21,6 +21,7 @@ from sim.experiment.executors import default_jobs, open_executor
 from sim.experiment.experiment import Experiment
 from sim.experiment.progress import Progress, SimTimeProgress
 from sim.experiment.resume import finished_runs, prepare_output
+from sim.results.dirlock import exclusive
 from sim.results.paired import paired_rows
 from sim.results.plots import available as plots_available
 from sim.results.report import write_report, write_tables
@@ -84,8 +85,19 @@ def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jo
     is installed) and ``report.md``. ``log`` receives one-line notes (resumed runs, damaged
     files).
     """
-    specs = experiment.specs()
     out = Path(out_dir) if out_dir is not None else None
+    if out is None:
+        return _run(experiment, None, jobs, progress, executor, scheduler, resume, force,
+                    report, log)
+    with exclusive(out):  # one vmapsim at a time writes into a directory
+        return _run(experiment, out, jobs, progress, executor, scheduler, resume, force,
+                    report, log)
+
+
+def _run(experiment: Experiment, out: Path | None, jobs: int, progress: bool, executor: str,
+         scheduler: str | None, resume: bool, force: bool, report: bool,
+         log: Callable[[str], None] | None) -> ExperimentResult:
+    specs = experiment.specs()
     done: dict[str, dict[str, Any]] = {}
     if out is not None:
         try:

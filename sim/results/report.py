@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.config.loader import ConfigError
 from sim.config.units import format_ns
 from sim.results import plots as plotting
+from sim.results.dirlock import exclusive
 from sim.results.lib_test_vmalloc_log import write_log as write_test_vmalloc_log
 from sim.results.paired import paired_rows
 from sim.results.store import (
@@ -162,14 +164,17 @@ def write_report(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]
 def report_directory(out_dir: Path, plots: bool = True) -> tuple[Manifest, Report, int]:
     """``vmapsim report DIR``: rebuild the report from the run files; also the number of runs
     the manifest lists that have no usable result file."""
-    from sim.config.loader import ConfigError
-
     manifest = read_manifest(out_dir)
     if manifest is None:
         raise ConfigError("not a vmapsim output directory (no readable experiment.json)",
                           str(out_dir))
     if plots:
         plotting.require(str(out_dir))
+    with exclusive(out_dir):
+        return _report(out_dir, manifest, plots)
+
+
+def _report(out_dir: Path, manifest: Manifest, plots: bool) -> tuple[Manifest, Report, int]:
     found = []
     for run_id in manifest.run_ids:
         result, problem = read_run_checked(out_dir, run_id)
