@@ -44,17 +44,21 @@ class LockStat:
     """The counters of /proc/lock_stat for one lock class (times in ns), as lockdep keeps them
     (kernel/locking/lockdep.c, ``struct lock_class_stats``; Linux 2.6.23 onward).
 
-    ``acquisitions`` counts every ``acquire`` and successful ``trylock`` (the kernel counts its
-    ``holdtime`` events); ``contentions`` the acquisitions that waited (the kernel's
-    ``waittime`` events). A minimum is ``inf`` until its first event.
+    ``acquisitions`` counts every ``acquire`` when it is called and every successful
+    ``trylock`` (the kernel counts its ``holdtime`` events, at release); ``contentions`` the
+    acquisitions that waited, when the lock is granted (the kernel's ``waittime`` events): the
+    waits under way at a :meth:`SpinLock.reset_stat` are the new window's contentions but
+    not its acquisitions. A minimum is ``inf`` until its first event.
 
     Bounces: a lock instance remembers the CPU that last acquired it (``lock->cpu``, the CPU
-    of ``lockdep_init_map`` until then: CPU 0 for the model's locks, made at boot or static).
+    of ``lockdep_init_map`` until then: CPU 0 for the model's locks, static or made at boot,
+    the allocating CPU for a ``vb->lock``).
     ``acq_bounces`` counts the acquisitions by another CPU (``__lock_acquired``), which then
     becomes the last acquirer; ``con_bounces`` the contentions by another CPU than the last
     acquirer at the moment of contending (``__lock_contended``), counted when the wait ends
     with its contention (a wait still going at the end of the window is in neither count,
-    so ``con_bounces <= contentions`` as ``acq_bounces <= acquisitions``). A ``trylock``
+    so ``con_bounces <= contentions``; ``acq_bounces`` is at most ``acquisitions`` and the
+    waits carried over a reset). A ``trylock``
     calls neither (``spin_trylock`` and ``mutex_trylock`` do not go through
     ``LOCK_CONTENDED``): it counts as an acquisition but no bounce, and leaves the last
     acquirer as it was."""
