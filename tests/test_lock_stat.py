@@ -38,10 +38,9 @@ def conversions(fmt: str) -> list[tuple[int, str]]:
 def row_regex(fmt: str) -> re.Pattern[str]:
     """Each ``%<w>s``/``%<w>lu`` of the format is a field of exactly ``w`` characters (the
     values fit their widths); the literal text between them stays as it is."""
-    pattern = re.escape(fmt)
-    pattern = re.sub(r"%(\d+)(?:lu|s)", lambda m: f"(.{{{m.group(1)}}})", pattern.replace(
-        re.escape("%"), "%"))
-    return re.compile(pattern + "$")
+    pieces = re.split(r"%(\d+)(?:lu|s)", fmt)  # literal, width, literal, width, ..., literal
+    return re.compile("".join(re.escape(piece) if i % 2 == 0 else f"(.{{{piece}}})"
+                              for i, piece in enumerate(pieces)) + "$")
 
 
 ROW = row_regex(ROW_FORMAT)

@@ -52,14 +52,13 @@ class LockStat:
 
     Bounces: a lock instance remembers the CPU that last acquired it (``lock->cpu``, the CPU
     of ``lockdep_init_map`` until then: CPU 0 for the model's locks, static or made at boot,
-    the allocating CPU for a ``vb->lock``).
-    ``acq_bounces`` counts the acquisitions by another CPU (``__lock_acquired``), which then
-    becomes the last acquirer; ``con_bounces`` the contentions by another CPU than the last
-    acquirer at the moment of contending (``__lock_contended``), counted when the wait ends
-    with its contention (a wait still going at the end of the window is in neither count,
-    so ``con_bounces <= contentions``; ``acq_bounces`` is at most ``acquisitions`` and the
-    waits carried over a reset). A ``trylock``
-    calls neither (``spin_trylock`` and ``mutex_trylock`` do not go through
+    the allocating CPU for a ``vb->lock``). ``acq_bounces`` counts the acquisitions by another
+    CPU (``__lock_acquired``), which then becomes the last acquirer; ``con_bounces`` the
+    contentions by another CPU than the last acquirer at the moment of contending
+    (``__lock_contended``), counted when the wait ends with its contention (a wait still going
+    at the end of the window is in neither count, so ``con_bounces <= contentions``;
+    ``acq_bounces`` is at most ``acquisitions`` and the waits carried over a reset). A
+    ``trylock`` calls neither (``spin_trylock`` and ``mutex_trylock`` do not go through
     ``LOCK_CONTENDED``): it counts as an acquisition but no bounce, and leaves the last
     acquirer as it was."""
 

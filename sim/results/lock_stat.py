@@ -1,8 +1,8 @@
 """``lock_stat.txt``: the runs' lock statistics in the format of the kernel's ``/proc/lock_stat``.
 
 The format is ``lock_stat version 0.4`` as kernel/locking/lockdep_proc.c prints it (read in
-the Linux 4.19 and 6.x sources, unchanged between them; Documentation/locking/lockstat.rst),
-for every variant, whatever kernel version the variant models:
+a 4.18+ and a 6.x source, the same in both), for every variant, whatever kernel version the
+variant models:
 
 * a header (``seq_header``): the version line, a line of 221 ``-``, the column names
   (``"%40s"`` then twelve ``" %14s"``), the ``-`` line again and an empty line;
@@ -100,7 +100,8 @@ def kernel_time(ns: float) -> str:
 
 
 def _minimum(stat: Mapping[str, Any], key: str) -> float:
-    """A minimum of ``stat``, ``inf`` when it saw no such event (the run file's 0 then)."""
+    """A minimum of ``stat``, ``inf`` when it saw no such event (the run file's 0 then): a
+    wait is seen once ``contentions`` is non-zero, a hold once ``hold_max`` is (a release)."""
     seen = stat.get("contentions", 0) if key == "wait_min" else stat.get("hold_max", 0.0)
     value = stat.get(key)
     return value if seen and value is not None else math.inf
