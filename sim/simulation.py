@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -253,7 +254,10 @@ class Simulation:
             lock.tracer = tracer
 
     def lock_stats(self) -> dict[str, dict[str, float]]:
-        return {lock.name: vars(lock.stat).copy() for lock in self.vm.locks}
+        """Each lock's :class:`~sim.engine.locks.LockStat` by lock name (the instances of one
+        lock class share theirs); a minimum with no event is 0, as the kernel prints it."""
+        return {lock.name: {k: 0.0 if v == math.inf else v for k, v in vars(lock.stat).items()}
+                for lock in self.vm.locks}
 
 
 def run(spec: RunSpec, tracer: Tracer | None = None,

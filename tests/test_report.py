@@ -62,9 +62,11 @@ def test_lock_stat_in_proc_layout(reported: Path) -> None:
     lines = (reported / "lock_stat.txt").read_text().splitlines()
     assert lines[0].startswith("lock_stat version 0.4")
     header = next(line for line in lines if "class name" in line)
-    assert header.split() == ["class", "name", "con-bounces", "contentions", "waittime-max",
-                              "waittime-total", "acq-bounces", "acquisitions",
-                              "holdtime-max", "holdtime-total"]
+    assert header.split() == ["class", "name", "con-bounces", "contentions", "waittime-min",
+                              "waittime-max", "waittime-total", "waittime-avg", "acq-bounces",
+                              "acquisitions", "holdtime-min", "holdtime-max",
+                              "holdtime-total", "holdtime-avg"]
+    assert lines[1] == lines[3] == "-" * 221 and len(header) == 220
 
 
 def test_paired_csv(reported: Path) -> None:

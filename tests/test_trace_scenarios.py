@@ -165,6 +165,11 @@ def test_handoff_is_fifo_and_costs_the_lock_kind(kind: str) -> None:
     assert s.wait_max == max(waits)
     assert s.hold_total == sum(holds.values())
     assert s.hold_max == max(holds.values())
+    assert s.wait_min == min(waits)
+    assert s.hold_min == min(holds.values())
+    # CPUs 2, 28, 1 contend while CPU 0 (the boot CPU, the lock's first lock->cpu) holds it,
+    # and each takes it after another CPU: three contention and three acquisition bounces
+    assert (s.con_bounces, s.acq_bounces) == (3, 3)
     assert lock.holder is None and not lock.waiters
 
 

@@ -159,8 +159,9 @@ class VmapBlocks:
         self.dirty_flushes = 0
         """``vm_unmap_aliases()`` calls whose walk found a dirty range to flush."""
 
-    def _lock(self, name: str, stat: LockStat | None = None) -> SpinLock:
-        lock = SpinLock(self.vm.env, name, self.vm.vmap_area_lock.handoff)
+    def _lock(self, name: str, stat: LockStat | None = None, init_cpu: int = 0) -> SpinLock:
+        """A lock of the allocator; ``init_cpu`` runs its ``spin_lock_init`` (boot: CPU 0)."""
+        lock = SpinLock(self.vm.env, name, self.vm.vmap_area_lock.handoff, init_cpu)
         if stat is not None:
             lock.stat = stat
         lock.tracer = self.tracer
@@ -212,7 +213,7 @@ class VmapBlocks:
             cpu.charge(c.kmalloc_ns)  # kfree(vb)
             return None
         va.flags = 0  # no vm_struct behind a block
-        lock = self._lock("vmap_block.lock", self.block_lock_class.stat)  # spin_lock_init
+        lock = self._lock("vmap_block.lock", self.block_lock_class.stat, cpu.id)  # spin_lock_init
         vb = VmapBlock(va, lock, cpu.id, order)
         yield from cpu.spin_lock(self.tree_lock)
         self.tree[va.va_start // VMAP_BLOCK_SIZE] = vb  # radix_tree_insert(addr_to_vb_idx)

@@ -19,6 +19,7 @@ from sim.config.units import format_ns
 from sim.results import plots as plotting
 from sim.results.dirlock import exclusive
 from sim.results.lib_test_vmalloc_log import write_log as write_test_vmalloc_log
+from sim.results.lock_stat import write_lock_stat
 from sim.results.paired import paired_rows
 from sim.results.store import (
     Manifest,
@@ -28,7 +29,6 @@ from sim.results.store import (
     summary_rows,
     write_atomic,
     write_csv,
-    write_lock_stat,
     write_paired,
     write_summary,
 )
@@ -221,9 +221,14 @@ def markdown(manifest: Manifest, results: list[dict[str, Any]], report: Report,
         out += [f"* `{r['run_id']}` {_describe(r, manifest.swept_keys)}: "
                 f"{r.get('error', 'unknown error')}" for r in failed]
     out += ["", "## Plots", ""] + _plot_section(report.plots, out_dir, plots, manifest)
-    out += ["", "## lock_stat", "", "Summed over replications, in the column order of "
-            "`/proc/lock_stat` (times in us).", "", "<details><summary>lock_stat.txt"
-            "</summary>", "", "```", lock_stat.rstrip("\n"), "```", "", "</details>", ""]
+    out += ["", "## lock_stat", "", "In the format of the kernel's `/proc/lock_stat` (lock_stat "
+            "version 0.4), one block per variant and point: per-run means over the "
+            "replications (counts rounded), min and max columns over the runs, times in us; "
+            "waittime-avg is per contention, bounces count acquisitions and contentions by "
+            "another CPU than the lock's last acquirer; lockdep's class names (`&vn->busy.lock` "
+            "for every vmap node's). Lines starting with `# vmapsim` are the model's comments.",
+            "", "<details><summary>lock_stat.txt</summary>", "", "```",
+            lock_stat.rstrip("\n"), "```", "", "</details>", ""]
     return "\n".join(out)
 
 

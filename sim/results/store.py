@@ -7,7 +7,7 @@ Layout of ``DIR``::
                              the checksum of its content (an edited file is not used)
     DIR/summary.csv          tidy long form: variant, swept keys, metric, mean, ci_low, ci_high, n
     DIR/paired.csv           with a baseline: variant - baseline, paired by replication
-    DIR/lock_stat.txt        lock statistics summed per variant and point
+    DIR/lock_stat.txt        /proc/lock_stat per variant and point (:mod:`sim.results.lock_stat`)
     DIR/report.md, plots/    the report (:mod:`sim.report`, :mod:`sim.plots`)
 """
 
@@ -245,36 +245,3 @@ def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return "" if math.isnan(value) else repr(float(value))
     return value
-
-
-LOCK_STAT_HEADER = ("class name", "con-bounces", "contentions", "waittime-max",
-                    "waittime-total", "acq-bounces", "acquisitions", "holdtime-max",
-                    "holdtime-total")
-
-
-def write_lock_stat(out_dir: Path, results: list[dict[str, Any]], swept: list[str]) -> Path:
-    """Lock statistics summed over replications, in the column order of /proc/lock_stat
-    (times in us; bounces are not modelled and shown as 0)."""
-    out = ["lock_stat version 0.4 (vmapsim: summed over replications, times in us)"]
-    groups: dict[str, dict[str, dict[str, float]]] = {}
-    for result in results:
-        if result.get("status") != "ok":
-            continue
-        spec = result["spec"]
-        title = spec["config"]["variant"]["name"] + "".join(
-            f" {k}={spec['point'].get(k)}" for k in swept)
-        locks = groups.setdefault(title, {})
-        for name, stat in result["lock_stat"].items():
-            acc = locks.setdefault(name, {k: 0.0 for k in stat})
-            for k, v in stat.items():
-                acc[k] = max(acc[k], v) if k.endswith("_max") else acc[k] + v
-    for title, locks in groups.items():
-        out += ["", f"# {title}", "".join(f"{h:>16}" for h in LOCK_STAT_HEADER)]
-        for name, s in locks.items():
-            cells = [name, 0, int(s["contentions"]), s["wait_max"] / 1e3, s["wait_total"] / 1e3,
-                     0, int(s["acquisitions"]), s["hold_max"] / 1e3, s["hold_total"] / 1e3]
-            out.append("".join(f"{c:>16.2f}" if isinstance(c, float) else f"{c:>16}"
-                               for c in cells))
-    path = out_dir / "lock_stat.txt"
-    write_atomic(path, "\n".join(out) + "\n")
-    return path
