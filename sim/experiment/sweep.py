@@ -133,6 +133,11 @@ def parse_sweep(raw: dict[str, Any], origins: Origins, seed: int = 0) -> Sweep:
     return Sweep(tuple(factors))
 
 
+def point_count(sweep: Sweep) -> int:
+    """The number of points, from the factors' lengths (nothing is expanded)."""
+    return math.prod(len(factor.levels) for factor in sweep.factors)
+
+
 def _groups(value: Any, origins: Origins) -> list[dict[str, Any]]:
     """``zip``: a list of mappings, or one mapping."""
     if isinstance(value, dict):
