@@ -109,3 +109,24 @@ def test_keys_and_bases_of_the_wrong_type_are_one_line(tmp_path: Path, capsys, t
     assert main(["check", str(exp)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.splitlines()) == 1 and where in err
+
+
+def test_a_linked_plots_directory_gets_no_plot(finished: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (finished / "plots").symlink_to(elsewhere)
+    assert main(["report", str(finished)]) == 2
+    err = capsys.readouterr().err
+    assert "plots is a symbolic link" in err and err.count("\n") == 1
+    assert not list(elsewhere.iterdir())
+
+
+def test_a_linked_table_is_replaced_not_followed(finished: Path, tmp_path: Path) -> None:
+    precious = tmp_path / "precious.csv"
+    precious.write_text("keep me\n")
+    (finished / "summary.csv").unlink()
+    (finished / "summary.csv").symlink_to(precious)
+    assert main(["report", str(finished), "--no-plots"]) == 0
+    assert precious.read_text() == "keep me\n"
+    assert not (finished / "summary.csv").is_symlink()

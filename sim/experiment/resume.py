@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.loader import ConfigError
-from sim.results.store import RUNS, read_run, run_path
+from sim.results.store import RUNS, read_run, run_path, subdirectory
 from sim.simulation import RunSpec
 
 
@@ -34,12 +34,8 @@ def prepare_output(out_dir: Path, specs: list[RunSpec], resume: bool, force: boo
     """Create ``out_dir/runs``; refuse a directory holding runs of another experiment unless
     ``resume`` or ``force``; with ``force`` (and no ``resume``) remove every earlier result
     file; remove temporary files a killed writer left behind."""
-    runs = out_dir / RUNS
-    if runs.is_symlink():  # reading, writing and --force's deletions would happen there
-        raise ConfigError(f"{RUNS} is a symbolic link; the runs must live in the output "
-                          "directory itself", str(out_dir))
-    try:
-        runs.mkdir(parents=True, exist_ok=True)
+    try:  # not a link: reading, writing and --force's deletions would happen where it points
+        runs = subdirectory(out_dir, RUNS)
     except OSError as exc:
         raise ConfigError(f"cannot create the output directory: {exc.strerror or exc}",
                           str(out_dir)) from None

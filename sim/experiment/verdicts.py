@@ -23,7 +23,7 @@ from sim.experiment.verify import (
     verify_all,
 )
 from sim.mm.variants import presets
-from sim.results.store import write_atomic
+from sim.results.store import subdirectory, write_atomic
 
 TRACE_END_NS = 1e12
 """A counterexample's trace window ends here (past any scenario's run and drain)."""
@@ -99,8 +99,7 @@ def cached_verdicts(variants: list[dict[str, Any]], out: Path, jobs: int = 1,
     """Each variant's verdict (:func:`to_json`), from ``out/verify/`` or computed and stored
     there."""
     chosen = scenarios()
-    folder = out / VERDICTS
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = subdirectory(out, VERDICTS)
     keys = [verdict_key(v, budget, seed, chosen) for v in variants]
     verdicts: dict[str, dict[str, Any]] = {}
     for key in keys:

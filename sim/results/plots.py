@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.loader import ConfigError, shown
-from sim.results.store import PLAIN_NAME
+from sim.results.store import PLAIN_NAME, subdirectory
 
 PLOTS = "plots"
 DPI = 90
@@ -64,8 +64,7 @@ def write_plots(out_dir: Path, rows: list[dict[str, Any]], swept: list[str],
     if not swept:
         return []
     draw, axes = (_scatter, list(sampled)) if sampled else (_lines, swept)
-    folder = out_dir / PLOTS
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = subdirectory(out_dir, PLOTS)
     colors = {v: f"C{i % 10}" for i, v in enumerate(variants)}  # a variant keeps its colour
     paths = []
     for metric in plotted_metrics(rows):

@@ -100,6 +100,17 @@ PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 """A name that may name a file in the output directory (a metric's plot)."""
 
 
+def subdirectory(out_dir: Path, name: str) -> Path:
+    """``out_dir/name``, created; refused when it is a symbolic link (what is written or
+    deleted there would land wherever it points)."""
+    folder = out_dir / name
+    if folder.is_symlink():
+        raise ConfigError(f"{name} is a symbolic link; what vmapsim writes must stay in the "
+                          "output directory itself", str(out_dir))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 CHECKSUM = "checksum"
 """The key of a run file's checksum of its own content."""
 
