@@ -54,6 +54,21 @@ def parse_pages(value: object) -> int:
     raise ValueError(f"expected a size such as 4KiB, 2MiB or 16 (pages), found {value!r}")
 
 
+def canonical(value: object) -> object:
+    """A configured value as the run sees it: a time or size written with a unit as its
+    number of ns or pages (``1ms`` and ``1000us`` are one value), a number as a float;
+    anything else as it is."""
+    if isinstance(value, str):
+        for parse in (parse_time, parse_pages):
+            try:
+                return float(parse(value))
+            except ValueError:
+                continue
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def format_ns(ns: float) -> str:
     """Render a duration for tables: ``"812ns"``, ``"3.41us"``, ``"12.0ms"``."""
     if ns != ns:  # NaN

@@ -30,8 +30,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sim.config.loader import Origins, did_you_mean, dotted, shown
-from sim.config.units import parse_pages, parse_time
+from sim.config.loader import ConfigError, Origins, did_you_mean, dotted, shown
+from sim.config.units import canonical
 from sim.experiment.sampling import latin_hypercube
 
 ZIP = "zip"
@@ -41,6 +41,9 @@ LHS = "lhs"
 LHS_KEYS = ("samples", "ranges", "seed")
 MAX_POINTS = 100_000
 """Most points a sweep may have (a typo such as ``samples: 1000000000`` must not hang ``check``)."""
+MAX_RUNS = 100_000
+"""Most runs one experiment may have (points x variants x replications): a day or more of CPU
+already; a typo in a sweep must not be expanded into a billion specs."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,11 @@ class Sweep:
         raise KeyError(key)
 
 
-def parse_sweep(raw: dict[str, Any], origins: Origins, seed: int = 0) -> Sweep:
+def parse_sweep(raw: dict[str, Any], origins: Origins, seed: int = 0, runs_per_point: int = 1
+                ) -> Sweep:
     """Validate the raw ``sweep`` mapping and build its factors; errors name the entry.
-    ``seed`` seeds a Latin hypercube that names no seed of its own."""
+    ``seed`` seeds a Latin hypercube that names no seed of its own; ``runs_per_point``
+    (variants x replications) bounds the points by ``MAX_RUNS``, checked before sampling."""
     factors: list[Factor] = []
     seen: dict[str, tuple] = {}
     for key, value in raw.items():
@@ -118,7 +123,7 @@ def parse_sweep(raw: dict[str, Any], origins: Origins, seed: int = 0) -> Sweep:
             for g, group in enumerate(_groups(value, origins)):
                 factors.append(_zipped(group, g, value, origins, seen))
         elif key == LHS:
-            factors.append(_sampled(value, origins, seen, seed))
+            factors.append(_sampled(value, origins, seen, seed, runs_per_point))
         else:
             path = ("sweep", key)
             values = _values(value, path, origins)
@@ -128,14 +133,11 @@ def parse_sweep(raw: dict[str, Any], origins: Origins, seed: int = 0) -> Sweep:
     if points > MAX_POINTS:
         raise origins.error(f"the sweep has {points} points; at most {MAX_POINTS} are "
                             "allowed (sweep fewer values, or split the experiment)", ("sweep",))
+    if points * runs_per_point > MAX_RUNS:
+        raise _too_many_runs(points, runs_per_point, origins)
     for factor in factors:
         _check_distinct(factor, origins)
     return Sweep(tuple(factors))
-
-
-def point_count(sweep: Sweep) -> int:
-    """The number of points, from the factors' lengths (nothing is expanded)."""
-    return math.prod(len(factor.levels) for factor in sweep.factors)
 
 
 def _groups(value: Any, origins: Origins) -> list[dict[str, Any]]:
@@ -175,7 +177,15 @@ def _zipped(group: dict[str, Any], g: int, raw: Any, origins: Origins,
     return Factor(tuple(group), tuple(zip(*columns)), tuple(paths))
 
 
-def _sampled(spec: Any, origins: Origins, seen: dict[str, tuple], seed: int) -> Factor:
+def _too_many_runs(points: int, runs_per_point: int, origins: Origins) -> ConfigError:
+    return origins.error(f"the experiment has {points * runs_per_point} runs ({points} points x "
+                         f"{runs_per_point} runs of variants and replications each); at most "
+                         f"{MAX_RUNS} are allowed (split it, or use fewer replications)",
+                         ("replications",))
+
+
+def _sampled(spec: Any, origins: Origins, seen: dict[str, tuple], seed: int,
+             runs_per_point: int) -> Factor:
     """``lhs: {samples: N, ranges: {key: [low, high], ...}, seed: S}``."""
     base = ("sweep", LHS)
     if not isinstance(spec, dict):
@@ -189,6 +199,8 @@ def _sampled(spec: Any, origins: Origins, seen: dict[str, tuple], seed: int) -> 
     if samples > MAX_POINTS:
         raise origins.error(f"expected at most {MAX_POINTS} samples, found {samples}",
                             base + ("samples",))
+    if samples * runs_per_point > MAX_RUNS:  # before drawing them
+        raise _too_many_runs(samples, runs_per_point, origins)
     own_seed = spec.get("seed")
     if own_seed is not None:
         seed = _count(own_seed, base + ("seed",), origins, minimum=0)
@@ -247,25 +259,13 @@ def _check_distinct(factor: Factor, origins: Origins) -> None:
         return
     seen: set[str] = set()
     for i, level in enumerate(factor.levels):
-        text = json.dumps([_canonical(v) for v in level], sort_keys=True, default=str)
+        text = json.dumps([canonical(v) for v in level], sort_keys=True, default=str)
         if text in seen:
             path = factor.paths[0] + (i,)
             what = "value" if len(factor.keys) == 1 else "zipped level"
             shown = level[0] if len(level) == 1 else dict(zip(factor.keys, level))
             raise origins.error(f"repeated {what} {shown!r}; each point must differ", path)
         seen.add(text)
-
-
-def _canonical(value: Any) -> Any:
-    """A level as the run sees it: a time or size with a unit as its number of ns or pages
-    (``1ms`` and ``1000us`` are one point)."""
-    if isinstance(value, str):
-        for parse in (parse_time, parse_pages):
-            try:
-                return float(parse(value))
-            except ValueError:
-                continue
-    return float(value) if _number(value) else value
 
 
 def _show(value: Any) -> str:

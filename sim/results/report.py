@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.loader import ConfigError
-from sim.config.units import format_ns
+from sim.config.units import canonical, format_ns
 from sim.results import plots as plotting
 from sim.results.dirlock import exclusive
 from sim.results.lib_test_vmalloc_log import write_log as write_test_vmalloc_log
@@ -61,10 +61,12 @@ def _cell(mean: float, low: float, high: float, unit: str) -> str:
 
 
 def _order(value: Any) -> tuple[int, float, str]:
-    """A sort key for a swept value of any documented form: numbers by value, then names
-    (``auto``, ``16KiB``), then mappings (a size distribution) by their text."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-        return (0, float(value), "")
+    """A sort key for a swept value of any documented form: numbers by value (a time or
+    size with a unit by its ns or pages), then names (``auto``), then mappings (a size
+    distribution) by their text."""
+    number = canonical(value)
+    if isinstance(number, float) and number == number:
+        return (0, number, "")
     if isinstance(value, str):
         return (1, 0.0, value)
     return (2, 0.0, json.dumps(value, sort_keys=True, default=str))
