@@ -12,6 +12,7 @@ import codecs
 import copy
 import difflib
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from importlib import resources
@@ -126,6 +127,37 @@ class Document:
         return origins.error(message, path)
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading plain scalars as YAML 1.2's core schema does (PyYAML
+    implements YAML 1.1): ``1e5`` is a number, ``010`` is ten (``0o10`` is eight), and only
+    ``true``/``false`` are booleans (``on``, ``yes``, ``y`` are strings); ``1:20`` is a string,
+    not a sexagesimal number."""
+
+
+_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+Yaml12Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+Yaml12Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+Yaml12Loader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """YAML 1.2 integers: decimal (leading zeros allowed), ``0o`` octal, ``0x`` hex."""
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+Yaml12Loader.add_constructor(_INT, _construct_int)
+
+
 class _Converter:
     """Turns a composed YAML node tree into Python data, recording lines and enforcing limits."""
 
@@ -179,7 +211,7 @@ def parse_yaml_text(text: str, file: str) -> Document:
     if not text.strip():
         raise ConfigError("the file is empty; expected a YAML mapping", file, 1)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = Yaml12Loader(text)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow in a file
         line = text[: exc.position].count("\n") + 1
         column = exc.position - text.rfind("\n", 0, exc.position)
@@ -337,7 +369,7 @@ def _override_value(raw: str, path: tuple) -> Any:
     """An override's value, read with the limits of a file (nodes, depth, tags)."""
     if not raw.strip():
         return ""
-    loader = yaml.SafeLoader(raw)
+    loader = Yaml12Loader(raw)
     try:
         node = loader.get_single_node()
         return None if node is None else _Converter(loader, "--set").convert(node, path, 0)

@@ -30,9 +30,33 @@ from sim.config.lib_test_vmalloc_params import (
 )
 from sim.config.units import parse_pages, parse_time
 
-TimeNs = Annotated[float, BeforeValidator(parse_time), Field(ge=0)]
-PositiveTimeNs = Annotated[float, BeforeValidator(parse_time), Field(gt=0)]
-Pages = Annotated[int, BeforeValidator(parse_pages), Field(ge=1)]
+USER_INPUT = {"units": "required"}
+"""The validation context of what a user wrote (files, sweeps, ``--set``): a time or size
+must carry its unit. Resolved configurations (run files) hold plain ns and pages."""
+
+
+def _unit_given(value: Any, info: ValidationInfo, what: str, example: str, bare: str) -> None:
+    """Refuse a bare non-zero number where a user must write a unit (``duration: 5`` would
+    silently be 5 ns)."""
+    if (info.context or {}).get("units") == "required" and value \
+            and isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"expected {what} with its unit, such as {example}, found {value!r} "
+                         f"(a bare number is ambiguous; it would be {value!r} {bare})")
+
+
+def _time(value: Any, info: ValidationInfo) -> float:
+    _unit_given(value, info, "a time", "20ms, 1.5us or 500ns", "ns")
+    return parse_time(value)
+
+
+def _pages(value: Any, info: ValidationInfo) -> int:
+    _unit_given(value, info, "a size", "16KiB, 4K or 4 pages", "pages")
+    return parse_pages(value)
+
+
+TimeNs = Annotated[float, BeforeValidator(_time), Field(ge=0)]
+PositiveTimeNs = Annotated[float, BeforeValidator(_time), Field(gt=0)]
+Pages = Annotated[int, BeforeValidator(_pages), Field(ge=1)]
 Cost = Annotated[float, Field(ge=0)]
 NAME_CHARS = 64
 """Longest name of a machine, workload, variant or object type (names fill table columns)."""
@@ -237,7 +261,8 @@ class VmallocLoop(WorkloadBase):
     live_per_cpu: int = Field(default=1, ge=1, le=1_000_000)
     think_time: TimeNs = 0.0
     set_memory_rate: float = Field(default=0.0, ge=0, description="calls/s per CPU")
-    set_memory_pages: Pages = 1
+    set_memory_pages: int = Field(default=1, ge=1, le=1 << 30,
+                                  description="pages per set_memory_*() call")
 
     def largest_request(self) -> int:
         return _largest(self.size)

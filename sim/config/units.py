@@ -12,10 +12,16 @@ import re
 PAGE_SIZE = 4096
 """x86_64 base page size; every address and size in the model is in pages of this size."""
 
-_TIME_UNITS = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
+_TIME_UNITS = {"ns": 1.0, "us": 1e3, "\u00b5s": 1e3, "\u03bcs": 1e3, "ms": 1e6, "s": 1e9}
+"""Both micro signs: U+00B5 (MICRO SIGN) and U+03BC (GREEK SMALL LETTER MU)."""
 _SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-               "pages": PAGE_SIZE, "page": PAGE_SIZE}
+               "pages": PAGE_SIZE, "page": PAGE_SIZE,
+               **{k: 1 << (10 * (i + 1)) for i, k in enumerate("KMGTPE")},
+               **{k: 1 << (10 * (i + 1)) for i, k in enumerate("kmgtpe")}}
+"""Binary units, pages, and the single-letter suffixes of the kernel's ``memparse()``."""
 _NUMBER = r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*"
+_TIME_RE = re.compile(_NUMBER + "(ns|us|\u00b5s|\u03bcs|ms|s)\\s*")
+_SIZE_RE = re.compile(_NUMBER + r"(B|KiB|MiB|GiB|TiB|pages?|[KMGTPEkmgtpe])\s*")
 
 
 def parse_time(value: object) -> float:
@@ -26,7 +32,7 @@ def parse_time(value: object) -> float:
     if isinstance(value, (int, float)):
         ns = float(value)
     elif isinstance(value, str):
-        m = re.fullmatch(_NUMBER + r"(ns|us|µs|ms|s)\s*", value)
+        m = _TIME_RE.fullmatch(value)
         if m:
             ns = float(m.group(1)) * _TIME_UNITS[m.group(2)]
     if ns is None:
@@ -45,7 +51,7 @@ def parse_pages(value: object) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
-        m = re.fullmatch(_NUMBER + r"(B|KiB|MiB|GiB|TiB|pages?)\s*", value)
+        m = _SIZE_RE.fullmatch(value)
         if m:
             nbytes = float(m.group(1)) * _SIZE_UNITS[m.group(2)]
             if not math.isfinite(nbytes):

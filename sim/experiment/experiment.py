@@ -34,7 +34,7 @@ from sim.config.loader import (
     set_dotted,
     shown,
 )
-from sim.config.schema import ExperimentFile, RunConfig, Variant
+from sim.config.schema import USER_INPUT, ExperimentFile, RunConfig, Variant
 from sim.config.trace_csv import anchor as anchor_trace
 from sim.experiment.limits import check_limits
 from sim.experiment.sweep import Sweep, parse_sweep, set_factor, unsweep
@@ -104,7 +104,7 @@ class Experiment:
             data["cpus"] = data["machine"].get("cpus") if isinstance(data["machine"], dict) \
                 else None
         try:
-            model = RunConfig.model_validate(data)
+            model = RunConfig.model_validate(data, context=USER_INPUT)
         except ValidationError as exc:
             raise config_error(exc, data, RunConfig, self.origins, point, self.sweep) from None
         config = model.model_dump(mode="json")
@@ -176,7 +176,7 @@ def load_experiment(path: str | Path, overrides: list[str] = ()) -> Experiment:
     late = [(k, v) for k, v in parsed if k.split(".")[0] in ("machine", "workload") and "." in k]
     _apply_overrides(doc.data, [kv for kv in parsed if kv not in late], origins)
     try:
-        top = ExperimentFile.model_validate(doc.data)
+        top = ExperimentFile.model_validate(doc.data, context=USER_INPUT)
     except ValidationError as exc:
         raise config_error(exc, doc.data, ExperimentFile, origins) from None
     _check_name(top.name, origins)
@@ -261,11 +261,40 @@ def _resolve_base(top: ExperimentFile, doc: Document, origins: Origins) -> dict[
             ref_doc = load_reference(kind, ref, Path(doc.file), origins, (key,))
             origins.add((key,), ref_doc.file, ref_doc.lines)
             base[key] = ref_doc.data
+        elif "base" in ref:
+            base[key] = _based_on(kind, key, ref, doc, origins)
         else:
             base[key] = copy.deepcopy(ref)
-    for key in RUN_KEYS:
-        base[key] = getattr(top, key)
+    for key in RUN_KEYS:  # as written (units and all): each point is validated from these
+        base[key] = copy.deepcopy(doc.data[key]) if key in doc.data else getattr(top, key)
     return base
+
+
+def _based_on(kind: str, key: str, ref: dict[str, Any], doc: Document, origins: Origins
+              ) -> dict[str, Any]:
+    """``workload: {base: seed-i915, set_memory_rate: 200}``: the catalog entry ``base``
+    names, with the other keys merged into it (mappings key by key, anything else replaced);
+    errors in a merged key point at the experiment's line, in the rest at the entry's."""
+    name = ref["base"]
+    if not isinstance(name, str):
+        raise origins.error(f"expected the name of a catalog {key}, found {shown(name)}",
+                            (key, "base"))
+    ref_doc = load_reference(kind, name, Path(doc.file), origins, (key, "base"))
+    mine = {path: origins.entries[path] for path in list(origins.entries)
+            if path[:1] == (key,) and len(path) > 1 and path[1] != "base"}
+    origins.add((key,), ref_doc.file, ref_doc.lines)
+    origins.entries.update(mine)
+    return _merged(ref_doc.data, {k: v for k, v in ref.items() if k != "base"})
+
+
+def _merged(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(under)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def _check_sweep_keys(sweep: Sweep, origins: Origins) -> None:

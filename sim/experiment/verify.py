@@ -53,7 +53,7 @@ from sim.config.loader import (
     load_reference,
     load_yaml,
 )
-from sim.config.schema import RunConfig, Scenario
+from sim.config.schema import USER_INPUT, RunConfig, Scenario
 from sim.config.trace_csv import anchor
 from sim.engine.cpu import Cpu
 from sim.engine.stop import RunAborted
@@ -218,7 +218,7 @@ def load_scenario(path: Path) -> tuple[Scenario, dict[str, Any]]:
     origins.add((), doc.file, doc.lines)
     anchor(doc.data.get("workload"), doc.file)  # a trace names its file relative to this one
     try:
-        scenario = Scenario.model_validate(doc.data)
+        scenario = Scenario.model_validate(doc.data, context=USER_INPUT)
     except ValidationError as exc:
         raise config_error(exc, doc.data, Scenario, origins) from None
     machine = load_reference("cpus", scenario.machine, path.parent, origins, ("machine",))
