@@ -20,6 +20,7 @@ from typing import Any
 
 from sim.config.loader import ConfigError, catalog_names
 from sim.config.units import format_ns
+from sim.config.versions import describe, versions
 from sim.experiment.capacity import Capacity, Limit, capacity_search
 from sim.experiment.executors import EXECUTORS, default_jobs
 from sim.experiment.experiment import Experiment, load_experiment
@@ -44,10 +45,20 @@ TRACES = "traces"
 """``DIR/traces/<run_id>.json``: the timelines written by ``--trace-window``."""
 
 
+class _Version(argparse.Action):
+    """``--version``: one unwrapped line (argparse's own wraps it to the terminal)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(describe(versions()))
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vmapsim",
         description="Simulate the Linux vmalloc lazy-free path on multi-CPU machines.")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the versions of vmapsim, Python and its libraries")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an experiment and summarise it")
@@ -66,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--resume", action="store_true",
                        help="keep the finished runs in DIR and compute only the others "
                        "(failed and damaged ones again)")
+    run.add_argument("--reuse-other-versions", action="store_true",
+                     help="with --resume: keep finished runs written by other versions of "
+                     "vmapsim or its libraries (refused by default)")
     again.add_argument("--force", action="store_true",
                        help="replace the runs of another experiment found in DIR")
     run.add_argument("--set", dest="overrides", action="append", default=[],
@@ -180,6 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_experiment(experiment, out, jobs=jobs, progress=on_terminal(args.quiet),
                              executor=executor, scheduler=args.scheduler,
                              resume=args.resume, force=args.force,
+                             reuse_other_versions=args.reuse_other_versions,
                              report=not args.no_report, log=note)
     print(format_table(outcome.rows, experiment.swept_keys))
     if args.verify if args.verify is not None else experiment.verify:

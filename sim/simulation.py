@@ -18,6 +18,7 @@ import numpy as np
 import simpy
 
 from sim.config.schema import RunConfig
+from sim.config.versions import versions
 from sim.engine.cpu import Cpu, IrqState
 from sim.engine.fastpath import Environment, LeanProcess, collector_tuned
 from sim.engine.machine import Machine
@@ -271,7 +272,8 @@ def run(spec: RunSpec, tracer: Tracer | None = None,
         sim.attach(tracer)
     metrics = sim.run(progress)
     result = {"run_id": spec.run_id, "spec": spec.to_dict(), "metrics": metrics,
-              "lock_stat": sim.lock_stats(), "safety": sim.safety.examples, "status": "ok"}
+              "lock_stat": sim.lock_stats(), "safety": sim.safety.examples, "status": "ok",
+              "versions": versions()}
     kind = config.workload.kind
     report = KINDS[kind].report
     if report is not None:

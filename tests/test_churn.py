@@ -162,7 +162,7 @@ workload:
   name: w
   kind: object_churn
   objects:
-    - {name: o, rate: 10, size: 1, lifetime: 1ms, free: recycle}
+    - {name: o, rate: 10, size: 4K, lifetime: 1ms, free: recycle}
 variants: [linux-4.7]
 duration: 1ms
 """

@@ -81,8 +81,8 @@ def test_an_experiment_name_that_would_misname_the_output_is_refused(tmp_path: P
 
 @pytest.mark.parametrize("sweep", [
     "lazy_max_pages: [auto, 1024]",
-    "workload.size: [4, 32KiB]",
-    "workload.size: [{dist: fixed, value: 1}, {dist: uniform, min: 1, max: 4}]",
+    "workload.size: [4 pages, 32KiB]",
+    "workload.size: [{dist: fixed, value: 4K}, {dist: uniform, min: 4K, max: 16K}]",
 ])
 def test_a_sweep_of_mixed_documented_forms_gets_its_table(tmp_path: Path, capsys,
                                                           sweep: str) -> None:

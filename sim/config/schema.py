@@ -38,8 +38,9 @@ must carry its unit. Resolved configurations (run files) hold plain ns and pages
 def _unit_given(value: Any, info: ValidationInfo, what: str, example: str, bare: str) -> None:
     """Refuse a bare non-zero number where a user must write a unit (``duration: 5`` would
     silently be 5 ns)."""
-    if (info.context or {}).get("units") == "required" and value \
-            and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if (info.context or {}).get("units") == "required" and value and value == value \
+            and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and abs(value) != float("inf"):  # 0 needs no unit; inf and NaN fail as such
         raise ValueError(f"expected {what} with its unit, such as {example}, found {value!r} "
                          f"(a bare number is ambiguous; it would be {value!r} {bare})")
 
@@ -50,7 +51,7 @@ def _time(value: Any, info: ValidationInfo) -> float:
 
 
 def _pages(value: Any, info: ValidationInfo) -> int:
-    _unit_given(value, info, "a size", "16KiB, 4K or 4 pages", "pages")
+    _unit_given(value, info, "a size", "16KiB, 4K or 4 pages", "page(s)")
     return parse_pages(value)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from pebble import ProcessExpired, ProcessPool
 
 from sim.config.loader import ConfigError
+from sim.config.versions import check_same_versions, versions
 
 EXECUTORS = ("local", "dask")
 """Choices of ``--executor``; ``local`` with one job runs serially in this process."""
@@ -153,6 +154,11 @@ class DaskExecutor(Executor):
                 raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}",
                                   "--scheduler") from None
         self.futures: list[Any] = []
+        try:  # a worker with another numpy or simpy would give other numbers
+            check_same_versions(versions(), self.client.run(versions))
+        except ConfigError:
+            self.close()
+            raise
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]
                       ) -> Iterator[tuple[Any, Any]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.loader import ConfigError
+from sim.config.versions import describe, differences, versions
 from sim.results.store import RUNS, read_run, run_path, subdirectory
 from sim.simulation import RunSpec
 
@@ -28,6 +29,8 @@ class Finished:
     """Run ids whose file exists but cannot be used (recomputed)."""
     failed: list[str] = field(default_factory=list)
     """Run ids recorded as failed (retried)."""
+    other_versions: dict[str, str] = field(default_factory=dict)
+    """Successful results written with other versions (run id: what differs)."""
 
 
 def prepare_output(out_dir: Path, specs: list[RunSpec], resume: bool, force: bool) -> None:
@@ -65,4 +68,16 @@ def finished_runs(out_dir: Path, specs: list[RunSpec]) -> Finished:
             found.failed.append(spec.run_id)
         else:
             found.results[spec.run_id] = result
+            diff = differences(versions(), result.get("versions"))
+            if diff:
+                found.other_versions[spec.run_id] = diff
     return found
+
+
+def refuse_other_versions(out_dir: Path, found: Finished) -> None:
+    """``--resume`` does not mix results of two versions unless told to."""
+    if found.other_versions:
+        example = next(iter(found.other_versions.values()))
+        raise ConfigError(f"{len(found.other_versions)} run file(s) were written with other "
+                          f"versions ({example}; here: {describe(versions())}); --force "
+                          "recomputes them, --reuse-other-versions keeps them", str(out_dir))

@@ -20,7 +20,7 @@ from sim.config.loader import ConfigError
 from sim.experiment.executors import default_jobs, open_executor
 from sim.experiment.experiment import Experiment
 from sim.experiment.progress import Progress, SimTimeProgress
-from sim.experiment.resume import finished_runs, prepare_output
+from sim.experiment.resume import finished_runs, prepare_output, refuse_other_versions
 from sim.results.dirlock import exclusive
 from sim.results.paired import paired_rows
 from sim.results.plots import available as plots_available
@@ -74,8 +74,8 @@ def manifest_of(experiment: Experiment, specs: list[RunSpec]) -> Manifest:
 def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jobs: int = 1,
                    progress: bool = False, *, executor: str = "local",
                    scheduler: str | None = None, resume: bool = False, force: bool = False,
-                   report: bool = True, log: Callable[[str], None] | None = None
-                   ) -> ExperimentResult:
+                   report: bool = True, log: Callable[[str], None] | None = None,
+                   reuse_other_versions: bool = False) -> ExperimentResult:
     """Run every spec of ``experiment`` on ``jobs`` workers of ``executor`` (``local`` or
     ``dask``; ``scheduler`` joins a running Dask cluster).
 
@@ -83,27 +83,28 @@ def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jo
     (keep the finished runs that match and compute the rest) or ``force`` (start over); write
     each run as it finishes, then the tables and, with ``report``, the plots (when matplotlib
     is installed) and ``report.md``. ``log`` receives one-line notes (resumed runs, damaged
-    files).
+    files). ``resume`` refuses runs written with other versions unless
+    ``reuse_other_versions``.
     """
     out = Path(out_dir) if out_dir is not None else None
+    options = (jobs, progress, executor, scheduler, resume, force, report, log,
+               reuse_other_versions)
     if out is None:
-        return _run(experiment, None, jobs, progress, executor, scheduler, resume, force,
-                    report, log)
+        return _run(experiment, None, *options)
     with exclusive(out):  # one vmapsim at a time writes into a directory
-        return _run(experiment, out, jobs, progress, executor, scheduler, resume, force,
-                    report, log)
+        return _run(experiment, out, *options)
 
 
 def _run(experiment: Experiment, out: Path | None, jobs: int, progress: bool, executor: str,
          scheduler: str | None, resume: bool, force: bool, report: bool,
-         log: Callable[[str], None] | None) -> ExperimentResult:
+         log: Callable[[str], None] | None, reuse_other_versions: bool) -> ExperimentResult:
     specs = experiment.specs()
     done: dict[str, dict[str, Any]] = {}
     if out is not None:
         try:
             prepare_output(out, specs, resume, force)
             if resume:
-                done = _resumable(out, specs, log)
+                done = _resumable(out, specs, log, reuse_other_versions)
             write_manifest(out, manifest_of(experiment, specs))
         except OSError as exc:  # the directory the user named cannot be written
             raise ConfigError(f"cannot write to the output directory: {_reason(exc)}",
@@ -154,9 +155,11 @@ def _single_with_time_bar(spec: RunSpec) -> Generator[dict[str, Any], None, None
         bar.close()
 
 
-def _resumable(out: Path, specs: list[RunSpec], log: Callable[[str], None] | None
-               ) -> dict[str, dict[str, Any]]:
+def _resumable(out: Path, specs: list[RunSpec], log: Callable[[str], None] | None,
+               reuse_other_versions: bool) -> dict[str, dict[str, Any]]:
     found = finished_runs(out, specs)
+    if not reuse_other_versions:
+        refuse_other_versions(out, found)
     if log is not None:
         log(f"resume: {len(found.results)} of {len(specs)} runs already finished"
             + (f"; {len(found.failed)} failed run(s) retried" if found.failed else "")

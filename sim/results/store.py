@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.loader import ConfigError, shown
+from sim.config.versions import versions
 from sim.results.stats import t_interval
 from sim.simulation import RUN_METRICS
 
@@ -71,6 +72,8 @@ class Manifest:
     """Swept keys whose values are sampled (``lhs``): plotted as scatter, not as lines."""
     rank: list[str] = field(default_factory=lambda: ["ops_per_sec", "max"])
     """Metric and goal on which an uncertainty sweep ranks the variants."""
+    versions: dict[str, str] = field(default_factory=versions)
+    """What wrote the manifest: vmapsim, Python and the libraries results depend on."""
 
 
 def write_manifest(out_dir: Path, manifest: Manifest) -> Path:
