@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -389,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     except OutputError as exc:  # the disk filled (or went away) mid-run
         print(f"vmapsim: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `vmapsim list variants | head -1`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # any other failure to read or write a file: one line, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"vmapsim: error: {where}{exc.strerror or exc}", file=sys.stderr)

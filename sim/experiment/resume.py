@@ -15,7 +15,8 @@ from typing import Any
 
 from sim.config.loader import ConfigError
 from sim.config.versions import describe, differences, versions
-from sim.results.store import RUNS, read_run, run_path, subdirectory
+from sim.results.plots import PLOTS
+from sim.results.store import RUNS, TABLES, read_run, run_path, subdirectory
 from sim.simulation import RunSpec
 
 
@@ -53,6 +54,18 @@ def prepare_output(out_dir: Path, specs: list[RunSpec], resume: bool, force: boo
     if force and not resume:
         for path in runs.glob("*.json"):
             path.unlink()
+        _remove_outputs(out_dir)
+
+
+def _remove_outputs(out_dir: Path) -> None:
+    """The previous experiment's tables, report and plots (a link is removed, never
+    followed)."""
+    for name in TABLES:
+        (out_dir / name).unlink(missing_ok=True)
+    plots = out_dir / PLOTS
+    if plots.is_dir() and not plots.is_symlink():
+        for png in plots.glob("*.png"):
+            png.unlink()
 
 
 def finished_runs(out_dir: Path, specs: list[RunSpec]) -> Finished:

@@ -302,6 +302,8 @@ def _value(value: float, unit: str, signed: bool) -> str:
 
 def _plot_section(pngs: list[Path], out_dir: Path, plots: bool, manifest: Manifest
                   ) -> list[str]:
+    if not plots and plotting.available():
+        return ["Plots were not drawn (`--no-plots`; `vmapsim report DIR` draws them)."]
     if not plots:
         return ["Plots were not drawn (they need matplotlib: `pip install 'vmapsim[plots]'`, "
                 "then `vmapsim report DIR`)."]

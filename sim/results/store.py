@@ -41,6 +41,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes 0600)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -52,8 +53,19 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _umask() -> int:
+    """This process's umask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 MANIFEST = "experiment.json"
 RUNS = "runs"
+TABLES = ("summary.csv", "paired.csv", "lock_stat.txt", "wins.csv", "sensitivity.csv",
+          "capacity.csv", "report.md", "test_vmalloc.log")
+"""Every table and report an experiment may write into its directory (``--force`` removes
+them with the runs, so nothing of a previous experiment is left beside the new one)."""
 
 
 @dataclass

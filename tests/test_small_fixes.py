@@ -1,0 +1,58 @@
+"""Small things that add up: file modes follow the umask, --force leaves nothing of the
+previous experiment, a closed pipe is not an error, report.md says why plots are missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+
+TINY = ("name: tiny\nmachine: desktop-8c16t\nworkload: seed-i915\nvariants: [linux-4.7]\n"
+        "duration: 100us\nreplications: 1\nsweep: {cpus: [1, 2]}\n")
+
+
+def run(tmp_path: Path, text: str, *args: str) -> Path:
+    exp, out = tmp_path / "e.yaml", tmp_path / "out"
+    exp.write_text(text)
+    assert main(["run", str(exp), "-o", str(out), "-q", "-j", "1", *args]) == 0
+    return out
+
+
+def test_result_files_follow_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        out = run(tmp_path, TINY, "--no-report")
+    finally:
+        os.umask(previous)
+    for path in [out / "summary.csv", out / "lock_stat.txt", *(out / "runs").glob("*.json")]:
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_force_leaves_nothing_of_the_previous_experiment(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = run(tmp_path, TINY.replace("variants: [linux-4.7]",
+                                     "variants: [linux-4.5, linux-4.7]\nbaseline: linux-4.5"))
+    assert (out / "paired.csv").exists() and list((out / "plots").glob("*paired.png"))
+    run(tmp_path, TINY.replace("sweep: {cpus: [1, 2]}", "sweep: {cpus: [2, 4]}"), "--force",
+        "--no-report")
+    assert not (out / "paired.csv").exists() and not (out / "report.md").exists()
+    assert not list((out / "plots").glob("*.png"))
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    listing = subprocess.run(f"{sys.executable} -m sim list variants | head -1", shell=True,
+                             capture_output=True, text=True)
+    assert listing.stdout.count("\n") == 1 and listing.stderr == ""
+
+
+def test_report_md_says_plots_were_left_out_on_request(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = run(tmp_path, TINY, "--no-report")
+    assert main(["report", str(out), "--no-plots"]) == 0
+    text = (out / "report.md").read_text()
+    assert "--no-plots" in text and "need matplotlib" not in text
