@@ -56,3 +56,12 @@ def test_report_md_says_plots_were_left_out_on_request(tmp_path: Path) -> None:
     assert main(["report", str(out), "--no-plots"]) == 0
     text = (out / "report.md").read_text()
     assert "--no-plots" in text and "need matplotlib" not in text
+
+
+@pytest.mark.parametrize(("args", "code"), [(["--help"], 0), (["/no/such/raw"], 2),
+                                             ([], 2), (["/"], 2)])
+def test_trace2csv_answers_without_a_traceback(args: list[str], code: int) -> None:
+    tool = Path(__file__).parents[1] / "tools" / "trace2csv.py"
+    done = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True)
+    assert done.returncode == code and "Traceback" not in done.stderr
+    assert code == 0 or done.stderr.count("\n") <= 2

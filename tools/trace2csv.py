@@ -15,6 +15,8 @@ Only the Python standard library is used, so it runs on the traced machine.
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import sys
 from collections import Counter
@@ -57,12 +59,23 @@ def convert(lines: Iterable[str]) -> tuple[list[str], Counter]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(f"usage: {argv[0]} RAW > OUT.csv", file=sys.stderr)
+    parser = argparse.ArgumentParser(
+        prog="trace2csv.py", description="Turn the output of tools/vmalloc-trace.bt into a "
+        "trace vmapsim replays (the CSV on stdout, what was dropped on stderr).")
+    parser.add_argument("raw", metavar="RAW", help="the bpftrace output")
+    args = parser.parse_args(argv[1:])
+    try:
+        with open(args.raw, encoding="utf-8", errors="replace") as raw:
+            lines, dropped = convert(raw)
+    except OSError as exc:
+        print(f"trace2csv.py: error: {args.raw}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    with open(argv[1], encoding="utf-8", errors="replace") as raw:
-        lines, dropped = convert(raw)
-    sys.stdout.write("\n".join(lines) + "\n")
+    try:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     print(f"{len(lines) - 1} records", file=sys.stderr)
     for reason, n in sorted(dropped.items()):
         print(f"dropped {n}: {reason}", file=sys.stderr)
