@@ -57,12 +57,44 @@ def test_every_event_has_the_required_fields(traced) -> None:
     assert trace["displayTimeUnit"] == "ns" and trace["otherData"]["truncated"] is False
     for event in trace["traceEvents"]:
         assert {"name", "ph", "pid", "tid"} <= set(event)
-        assert event["ph"] in ("X", "M") and event["pid"] == 0
+        assert event["ph"] in ("X", "M", "C", "s", "f") and event["pid"] == 1
         if event["ph"] == "X":
             assert isinstance(event["ts"], float) and isinstance(event["dur"], float)
             assert event["dur"] >= 0 and event["cat"]
     cats = {e["cat"] for e in slices(trace)}
     assert cats == {"op", "lock", "lock_wait", "purge", "flush", "irq"}
+
+
+def test_a_counter_shows_the_lazy_pages_against_their_limit(traced) -> None:
+    _, _, trace = traced
+    counts = [e for e in trace["traceEvents"] if e["ph"] == "C"]
+    assert counts and {e["name"] for e in counts} == {"vmap_lazy_nr"}
+    limit = {e["args"]["lazy_max_pages"] for e in counts}
+    assert len(limit) == 1 and limit.pop() > 0
+    assert any(e["args"]["vmap_lazy_nr"] > 0 for e in counts)
+    assert [e["ts"] for e in counts] == sorted(e["ts"] for e in counts)
+
+
+def test_flows_link_flush_senders_to_handlers_and_lock_holders(traced) -> None:
+    _, _, trace = traced
+    starts = {e["id"]: e for e in trace["traceEvents"] if e["ph"] == "s"}
+    ends = {e["id"]: e for e in trace["traceEvents"] if e["ph"] == "f"}
+    assert starts and starts.keys() == ends.keys()
+    names = {e["name"] for e in starts.values()}
+    assert "ipi" in names and any(n.startswith("handover ") for n in names)
+    by_track = defaultdict(list)
+    for e in slices(trace):
+        by_track[e["tid"]].append((begin_ns(e), end_ns(e), e["name"]))
+    for i, start in starts.items():
+        end = ends[i]
+        assert end["ts"] >= start["ts"] and end["bp"] == "e"
+        if start["name"] == "ipi":  # from the sender's CPU to an interrupt track's handler
+            assert start["tid"] < IRQ_TID <= end["tid"]
+            assert any(b == begin_ns(end) and n.startswith("do_") for b, _, n in
+                       by_track[end["tid"]])
+        else:  # the next holder's hold of that lock begins where the arrow lands
+            lock = start["name"].removeprefix("handover ")
+            assert any(b == begin_ns(end) and n == lock for b, _, n in by_track[end["tid"]])
 
 
 def test_slices_overlap_the_window(traced) -> None:
@@ -154,7 +186,8 @@ def test_events_are_bounded_and_truncation_noted(tmp_path: Path) -> None:
     spec = specs()[0]
     result, tracer = trace_run(spec, 0, 1e9, tmp_path / "t.json", max_events=50)
     trace = json.loads((tmp_path / "t.json").read_text())
-    assert len(slices(trace)) == 50 and tracer.dropped > 0
+    kept = [e for e in trace["traceEvents"] if e["ph"] in ("X", "C", "s")]  # an arrow is one
+    assert len(kept) == 50 == tracer.kept and tracer.dropped > 0
     assert trace["otherData"]["truncated"] is True
     assert trace["otherData"]["dropped_events"] == tracer.dropped
     labels = next(e for e in trace["traceEvents"] if e["name"] == "process_labels")

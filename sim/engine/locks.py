@@ -173,6 +173,7 @@ class SpinLock:
             self.last_cpu = cpu
         if tracer is not None:
             tracer.lock_wait(following.id, self.name, arrived, self.granted_at)
+            tracer.flow(f"handover {self.name}", who.id, now, following.id, granted)
         succeed_after(env, event, delay)
 
     def reset_stat(self) -> None:

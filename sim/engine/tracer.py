@@ -3,7 +3,8 @@ Format that Perfetto (https://ui.perfetto.dev) and ``chrome://tracing`` open.
 
 The model's hooks report to a :class:`Tracer` (attached by ``Simulation.attach``;
 ``sim/results/timeline.py`` drives a traced run and writes the file). Complete events
-(``"ph": "X"``, ``ts`` and ``dur`` in microseconds, ``pid`` 0, ``tid`` the CPU) for
+(``"ph": "X"``, ``ts`` and ``dur`` in microseconds, ``pid`` 1 (Perfetto reserves 0),
+``tid`` the CPU) for
 
 * operations: ``vmalloc``, ``vfree``, ``set_memory`` from call to return on the CPU's own
   clock (category ``op``);
@@ -15,6 +16,11 @@ The model's hooks report to a :class:`Tracer` (attached by ``Simulation.attach``
   ``lock_wait``): a wait ends where the hold it waited for begins;
 * interrupt handlers on their target: TLB-flush IPIs (``do_flush_tlb_all``,
   ``do_kernel_range_flush``) and device interrupts (``irq``), category ``irq``.
+
+Besides the slices, a counter track ``vmap_lazy_nr`` (``"ph": "C"``) shows the lazily freed
+pages against ``lazy_max_pages()`` at every change, and flow arrows (``"ph": "s"``/``"f"``,
+category ``flow``) link a TLB flush's sender to each IPI handler it caused (``ipi``) and a
+lock's release to the hold of the waiter it was handed to (``handover <lock>``).
 
 A CPU has two tracks: ``CPU n`` (``tid`` n) for its task and ``CPU n irq`` (``tid``
 ``IRQ_TID + n``) for its interrupt handlers. A handler pauses the task whatever it is doing,
@@ -45,6 +51,8 @@ MAX_EVENTS = 1_000_000
 """Default bound on the events a tracer keeps (about 100 MB of JSON)."""
 IRQ_TID = 100_000
 """``tid`` of CPU n's interrupt track is ``IRQ_TID + n`` (above any CPU number)."""
+PID = 1
+"""The process id of every event (Perfetto advises pid >= 1)."""
 
 Event = tuple[int, str, str, float, float, dict[str, Any] | None]
 """(tid, name, category, begin ns, end ns, args)."""
@@ -63,6 +71,10 @@ class Tracer:
         self.name = name
         """The process name shown by the viewer (the run)."""
         self.events: list[Event] = []
+        self.counters: list[tuple[float, str, dict[str, Any]]] = []
+        """(time ns, counter name, values) of the counter tracks."""
+        self.flows: list[tuple[str, int, float, int, float]] = []
+        """(name, source tid, source ns, destination tid, destination ns) of flow arrows."""
         self.dropped = 0
         """Events in the window left out because ``max_events`` were already kept."""
         self.ncpus = 0
@@ -74,12 +86,27 @@ class Tracer:
     def span(self, tid: int, name: str, cat: str, begin: float, end: float,
              args: dict[str, Any] | None = None) -> None:
         """A slice ``[begin, end]`` (ns) on track ``tid``, kept if it overlaps the window."""
-        if end < self.start or begin > self.end:
-            return
-        if len(self.events) >= self.max_events:
+        if self._room(begin, end):
+            self.events.append((tid, name, cat, begin, end, args))
+
+    def _room(self, at: float, until: float) -> bool:
+        """Whether an event over ``[at, until]`` overlaps the window and fits the bound."""
+        if until < self.start or at > self.end:
+            return False
+        if len(self.events) + len(self.counters) + len(self.flows) >= self.max_events:
             self.dropped += 1
-            return
-        self.events.append((tid, name, cat, begin, end, args))
+            return False
+        return True
+
+    def counter(self, name: str, at: float, values: dict[str, Any]) -> None:
+        """A counter track's values from ``at`` on."""
+        if self._room(at, at):
+            self.counters.append((at, name, values))
+
+    def flow(self, name: str, source: int, at: float, target: int, until: float) -> None:
+        """An arrow from track ``source`` at ``at`` to track ``target`` at ``until``."""
+        if self._room(at, until):
+            self.flows.append((name, source, at, target, until))
 
     def op(self, cpu: int, name: str, begin: float, end: float, pages: int,
            failed: bool = False) -> None:
@@ -120,7 +147,17 @@ class Tracer:
         for cpu, begin, end in zip(targets.tolist(), starts.tolist(), ends.tolist()):
             self.span(IRQ_TID + cpu, name, "irq", begin, end)
 
+    def ipis(self, sender: int, sent: float, targets: np.ndarray, starts: np.ndarray) -> None:
+        """Flow arrows from a flush's sender to the handlers its IPIs ran."""
+        for cpu, begin in zip(targets.tolist(), starts.tolist()):
+            self.flow("ipi", sender, sent, IRQ_TID + cpu, begin)
+
     # --- output ----------------------------------------------------------------------------
+
+    @property
+    def kept(self) -> int:
+        """Slices, counter values and flow arrows kept."""
+        return len(self.events) + len(self.counters) + len(self.flows)
 
     @property
     def truncated(self) -> bool:
@@ -131,7 +168,7 @@ class Tracer:
 
     def summary(self) -> str:
         """One line: events kept, and what was dropped."""
-        text = f"{len(self.events)} events in {self.window_text()}"
+        text = f"{self.kept} events in {self.window_text()}"
         if self.truncated:
             text += f"; truncated at {self.max_events}, {self.dropped} more dropped"
         return text
@@ -153,11 +190,22 @@ class Tracer:
         return meta
 
     def trace_events(self) -> list[dict[str, Any]]:
-        """Every event as a dict: metadata, then slices by start time, outer slices first."""
-        return self.metadata() + [_complete(e) for e in self._sorted()]
+        """Every event as a dict: metadata, then slices by start time, outer slices first,
+        then counters and flow arrows."""
+        return self.metadata() + [_complete(e) for e in self._sorted()] + list(self._others())
+
+    def _others(self) -> Iterator[dict[str, Any]]:
+        for at, name, values in self.counters:
+            yield {"name": name, "ph": "C", "ts": round(at) / 1000, "pid": PID, "tid": 0,
+                   "args": values}
+        for i, (name, source, at, target, until) in enumerate(self.flows, start=1):
+            yield {"name": name, "cat": "flow", "ph": "s", "id": i, "ts": round(at) / 1000,
+                   "pid": PID, "tid": source}
+            yield {"name": name, "cat": "flow", "ph": "f", "bp": "e", "id": i,
+                   "ts": round(until) / 1000, "pid": PID, "tid": target}
 
     def other_data(self) -> dict[str, Any]:
-        return {"window_ns": [self.start, self.end], "events": len(self.events),
+        return {"window_ns": [self.start, self.end], "events": self.kept,
                 "max_events": self.max_events, "truncated": self.truncated,
                 "dropped_events": self.dropped, "error": self.error}
 
@@ -193,11 +241,13 @@ class Tracer:
             first = False
         for event in self._sorted():
             yield ",\n" + dumps(_complete(event))
+        for event in self._others():
+            yield ",\n" + dumps(event)
         yield '\n],"displayTimeUnit":"ns","otherData":' + dumps(self.other_data()) + "}\n"
 
 
 def _meta(name: str, tid: int, args: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "ph": "M", "pid": 0, "tid": tid, "args": args}
+    return {"name": name, "ph": "M", "pid": PID, "tid": tid, "args": args}
 
 
 def _complete(event: Event) -> dict[str, Any]:
@@ -205,7 +255,7 @@ def _complete(event: Event) -> dict[str, Any]:
     tid, name, cat, begin, end, args = event
     b, e = round(begin), round(end)
     out: dict[str, Any] = {"name": name, "cat": cat, "ph": "X", "ts": b / 1000,
-                           "dur": (e - b) / 1000, "pid": 0, "tid": tid}
+                           "dur": (e - b) / 1000, "pid": PID, "tid": tid}
     if args:
         out["args"] = args
     return out

@@ -103,4 +103,6 @@ class TlbFlusher:
         self.safety.flushed(initiated, start, end, pages is None, cpu.env.now, cpu.id)
         if self.tracer is not None:
             self.tracer.flush(cpu.id, initiated, cpu.env.now, pages, len(targets))
+            if len(targets):
+                self.tracer.ipis(cpu.id, initiated, targets, acks - handler)
         cpu.charge(refill_ns)

@@ -242,6 +242,9 @@ class VmallocModel(LazyPurge):
             metrics.lazy_pages_peak = nr
         if nr < 0:  # all safety.lazy_nr_changed() checks
             self.safety.lazy_nr_changed(nr, self.now(cpu), cpu.id)
+        if self.tracer is not None:
+            self.tracer.counter("vmap_lazy_nr", self.now(cpu),
+                                {"vmap_lazy_nr": nr, "lazy_max_pages": self.lazy_max_pages})
         return nr
 
     def place_background(self, starts, ends) -> None:
