@@ -20,7 +20,14 @@ import simpy
 from sim.config.schema import RunConfig
 from sim.config.versions import versions
 from sim.engine.cpu import Cpu, IrqState
-from sim.engine.fastpath import Environment, LeanProcess, collector_tuned
+from sim.engine.fastpath import (
+    Environment,
+    LeanProcess,
+    collector_tuned,
+    has_stopped,
+    run_slice,
+    stops_the_run,
+)
 from sim.engine.machine import Machine
 from sim.engine.metrics import Metrics
 from sim.engine.stop import OpsLimitedMetrics, RunAborted
@@ -33,7 +40,7 @@ from sim.workloads.kinds import KINDS
 if TYPE_CHECKING:
     from sim.engine.tracer import Tracer
 
-PROGRESS_STEPS = 100
+PROGRESS_STEPS = 1000
 """Slices of a run whose simulated-time progress is shown."""
 PURPOSES = {"background": 1, "workload": 2, "irq": 3}
 """Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
@@ -143,11 +150,7 @@ class Simulation:
             if self.config.warmup > 0:
                 self.env.process(self._warmup(self.config.warmup))
             end = self.config.warmup + self.config.duration
-            if self.config.ops is None:
-                ran = self._guarded(lambda: self._run_until(end, progress))
-            else:  # the window's ops-th operation, or the duration cap
-                ran = self._guarded(lambda: self.env.run(
-                    until=self.env.any_of([self.metrics.done, self.env.timeout(end)])))
+            ran = self._guarded(lambda: self._run_until(end, progress))
             metrics = self.collect()
             metrics.update(KINDS[self.config.workload.kind].metrics(self.control))
             if ran:
@@ -172,26 +175,26 @@ class Simulation:
         """``env.run(until=end)``, in slices that report the simulated fraction done when a
         ``progress`` callback is given (slicing changes no event's order).
 
-        A workload kind that ``finishes`` (test_vmalloc) also stops the run as soon as all its
-        processes have returned, ``end`` then being a cap; other kinds run as before."""
-        done = simpy.AllOf(self.env, self.workers) \
+        With ``ops`` the run stops at the window's ``ops``-th operation, and a workload kind
+        that ``finishes`` (test_vmalloc) when all its processes have returned, ``end`` then
+        being a cap, created first so that it ends the run at the same event, sliced or not."""
+        done = self.metrics.done if self.config.ops is not None else \
+            simpy.AllOf(self.env, self.workers) \
             if getattr(self.config.workload, "finishes", False) else None
+        stop = None if done is None else self.env.any_of([done, self.env.timeout(end)])
         if progress is None:
-            self._run_to(end, done)
+            self.env.run(until=end if stop is None else stop)
             return
+        if stop is not None:  # as run(until=stop) would: any slice ends where stop fires
+            stops_the_run(stop)
         for step in range(1, PROGRESS_STEPS + 1):
-            self._run_to(end * step / PROGRESS_STEPS, done)
-            if done is not None and done.triggered:
+            run_slice(self.env, end * step / PROGRESS_STEPS)
+            progress(step / PROGRESS_STEPS)
+            if stop is not None and has_stopped(stop):
                 progress(1.0)
                 return
-            progress(step / PROGRESS_STEPS)
-
-    def _run_to(self, until: float, done: simpy.Event | None) -> None:
-        """``env.run(until=until)``, or until ``done`` fires if sooner."""
-        if done is None:
-            self.env.run(until=until)
-        elif not done.triggered:
-            self.env.run(until=self.env.any_of([done, self.env.timeout(until - self.env.now)]))
+        if stop is not None:  # the cap, due at the last slice's end, has not stopped it yet
+            self.env.run()
 
     def drain(self) -> None:
         """Stop the workload, let every operation in flight and any queued drain work (5.18)

@@ -65,3 +65,22 @@ def test_trace2csv_answers_without_a_traceback(args: list[str], code: int) -> No
     done = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True)
     assert done.returncode == code and "Traceback" not in done.stderr
     assert code == 0 or done.stderr.count("\n") <= 2
+
+
+@pytest.mark.parametrize("extra", [[], ["ops=3000"], ["workload=test_vmalloc-fix_size_alloc_test"]],
+                         ids=["duration", "ops", "finishing-kind"])
+def test_a_run_with_its_progress_bar_gives_the_same_numbers(extra: list[str]) -> None:
+    """The single-run bar moves in steps of 0.1% of simulated time (with ops or a finishing
+    kind too), and slicing the run for it changes nothing."""
+    import json as json_module
+
+    import sim
+
+    spec = sim.load_experiment("seed", ["sweep.cpus=[4]", "sweep.workload.background.count=[100]",
+                                        "replications=1", "duration=2ms", "warmup=0",
+                                        *extra]).specs()[0]
+    seen: list[float] = []
+    with_bar = sim.run(spec, progress=seen.append)
+    plain = sim.run(spec)
+    assert json_module.dumps(with_bar["metrics"]) == json_module.dumps(plain["metrics"])
+    assert seen == sorted(seen) and seen[-1] == 1.0 and (len(seen) >= 100 or extra)

@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from heapq import heappush
 
 import simpy
-from simpy.events import NORMAL, ProcessGenerator, Timeout, _describe_frame
+from simpy.core import StopSimulation
+from simpy.events import NORMAL, URGENT, ProcessGenerator, Timeout, _describe_frame
 
 consume = deque(maxlen=0).extend
 """Exhausts an iterator in C (the side effects of a ``map`` are the point)."""
@@ -181,3 +182,34 @@ def skip(env: simpy.Environment, delay: float) -> bool:
     next(env._eid)
     env._now = at
     return True
+
+
+def stops_the_run(event: simpy.Event) -> None:
+    """Make ``event`` end whichever ``env.run()`` is under way when it is processed, as
+    ``env.run(until=event)`` does (a run sliced for a progress bar stops where an unsliced
+    one would)."""
+    # NOTE: SimPy's own mechanism for run(until=event), used by a run in several slices
+    event.callbacks.append(StopSimulation.callback)
+
+
+def has_stopped(event: simpy.Event) -> bool:
+    """Whether an event of :func:`stops_the_run` has been processed (and so ended a run):
+    SimPy then keeps only the callbacks after the stop, so ``processed`` stays False."""
+    return event.callbacks is None or StopSimulation.callback not in event.callbacks
+
+
+def run_slice(env: simpy.Environment, until: float) -> None:
+    """``env.run(until=until)``, leaving nothing behind if the run is stopped sooner by an
+    event of :func:`stops_the_run`: SimPy's numeric ``until`` is an URGENT event at that time
+    (it stops the run before anything else due then, so slicing moves no event), and its stop
+    is taken off it when it did not end the slice (it would end a later run). When a stop
+    ends a run, SimPy reschedules its event with the callbacks left (none here)."""
+    # NOTE: inlined from Environment.run(until=number), keeping a handle on its until event
+    end = simpy.Event(env)
+    end._ok = True
+    end._value = None
+    env.schedule(end, URGENT, until - env.now)
+    end.callbacks.append(StopSimulation.callback)
+    env.run(until=None)  # ended by one of the two stops
+    if end.callbacks and StopSimulation.callback in end.callbacks:  # the other one did
+        end.callbacks.remove(StopSimulation.callback)

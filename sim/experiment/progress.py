@@ -44,12 +44,15 @@ class SimTimeProgress:
     def __init__(self, label: str) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=100, unit="%", desc=f"simulated time ({label})", file=sys.stderr,
-                        dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<"
+        self.label = label
+        self.bar = tqdm(total=100, unit="%", desc=f"setting up ({label})", file=sys.stderr,
+                        dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.1f}% [{elapsed}<"
                         "{remaining}]")
 
     def __call__(self, fraction: float) -> None:
-        self.bar.update(round(fraction * 100) - self.bar.n)
+        if self.bar.n == 0:  # set-up (background areas placed) is over
+            self.bar.set_description(f"simulated time ({self.label})", refresh=False)
+        self.bar.update(round(fraction * 100, 1) - self.bar.n)
 
     def close(self) -> None:
         self.bar.close()
