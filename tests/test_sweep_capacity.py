@@ -104,3 +104,15 @@ def test_capacity_bad_arguments(tmp_path: Path, capsys, extra, fragment) -> None
     assert main(args) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1
+
+
+def test_the_capacity_is_in_report_md(tmp_path: Path, capsys) -> None:
+    args = ["capacity", TINY, "--key", "cpus", "--range", "1..4", "--metric", "vmalloc_p99_ns",
+            "--max", "3us", "-o", str(tmp_path), "-j", "1", "--set",
+            "workload.background.count=100", "-q"]
+    assert main(args) == 0
+    report = (tmp_path / "report.md").read_text()
+    caps = _csv(tmp_path / "capacity.csv")
+    assert "## Capacity" in report and "vmalloc_p99_ns` stays <= 3us" in report
+    for cap in caps:
+        assert f"| {cap['variant']} | {cap['cpus'] or 'none'}" in report

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.loader import ConfigError, shown
-from sim.config.units import parse_time
+from sim.config.units import format_ns, parse_time
 from sim.experiment.experiment import Experiment
 from sim.experiment.runner import ExperimentResult, run_experiment
 from sim.experiment.sweep import Factor, Sweep
-from sim.results.store import write_csv
+from sim.results.report import REPORT
+from sim.results.store import write_atomic, write_csv
 
 Evaluate = Callable[[list[int], list[str]], dict[tuple[str, int], float]]
 """Runs ``values`` x ``variants``; the metric's mean for each (variant, value)."""
@@ -134,7 +135,30 @@ def capacity_search(experiment: Experiment, key: str, low: int, high: int, limit
     if out_dir is not None:
         write_csv(out_dir / "capacity.csv", capacity_rows(found, key, limit),
                   ["variant", "metric", "limit", "bound", key, "first_beyond", "probes"])
+        if report:
+            _add_to_report(out_dir / REPORT, capacity_markdown(found, key, limit))
     return found, final
+
+
+def capacity_markdown(found: list[Capacity], key: str, limit: Limit) -> list[str]:
+    """The capacity found, as a section of ``report.md``."""
+    sign = "<=" if limit.upper else ">="
+    bound = format_ns(limit.bound) if limit.metric.endswith("_ns") else f"{limit.bound:g}"
+    out = ["## Capacity", "", f"The largest `{key}` at which the mean `{limit.metric}` stays "
+           f"{sign} {bound} (bisection; [capacity.csv](capacity.csv)):", "",
+           f"| variant | {key} | first beyond | probes |", "|---|---:|---:|---:|"]
+    for cap in found:
+        within = "none (not even the low end)" if cap.within is None else str(cap.within)
+        beyond = "none (within up to the high end)" if cap.beyond is None else str(cap.beyond)
+        out.append(f"| {cap.variant} | {within} | {beyond} | {len(cap.probes)} |")
+    return out + [""]
+
+
+def _add_to_report(path: Path, section: list[str]) -> None:
+    """Put ``section`` before the first section of an existing ``report.md``."""
+    lines = path.read_text().splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
+    write_atomic(path, "\n".join(lines[:at] + section + lines[at:]) + "\n")
 
 
 def _probing(experiment: Experiment, key: str, values: list[int], variants: list[str]
