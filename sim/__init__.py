@@ -9,11 +9,25 @@ The notebook API::
     sim.format_table(outcome.rows, exp.swept_keys)
 """
 
-from sim.config.loader import ConfigError
-from sim.experiment.experiment import Experiment, load_experiment
-from sim.experiment.runner import ExperimentResult, run_experiment
-from sim.results.report import format_table
-from sim.simulation import RunSpec, run
+from __future__ import annotations
 
-__all__ = ["ConfigError", "Experiment", "ExperimentResult", "RunSpec", "format_table",
-           "load_experiment", "run", "run_experiment"]
+import importlib
+from typing import Any
+
+_API = {"ConfigError": "sim.config.loader", "Experiment": "sim.experiment.experiment",
+        "load_experiment": "sim.experiment.experiment",
+        "ExperimentResult": "sim.experiment.runner", "run_experiment": "sim.experiment.runner",
+        "format_table": "sim.results.report", "RunSpec": "sim.simulation",
+        "run": "sim.simulation"}
+"""Where each name of the notebook API lives; imported on first use, so that ``vmapsim
+--help`` or ``check`` does not pay for the simulator, numpy and scipy (PEP 562)."""
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

@@ -17,30 +17,23 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.config.loader import ConfigError, catalog_names
 from sim.config.units import format_ns
 from sim.config.versions import describe, versions
-from sim.experiment.capacity import Capacity, Limit, capacity_search
 from sim.experiment.executors import EXECUTORS, default_jobs
 from sim.experiment.experiment import Experiment, load_experiment
+from sim.experiment.limits import DEFAULT_BUDGET, MAX_BUDGET
 from sim.experiment.progress import on_terminal
-from sim.experiment.runner import ExperimentResult, run_experiment
-from sim.experiment.verdicts import (
-    cached_verdicts,
-    format_report,
-    to_json,
-    verdict_line,
-    write_traces,
-)
-from sim.experiment.verify import DEFAULT_BUDGET, MAX_BUDGET, pick_scenarios, targets, verify_all
-from sim.mm.variants import presets
-from sim.results.plots import available as plots_available
-from sim.results.report import REPORT, format_table, report_directory
 from sim.results.store import OutputError
-from sim.results.timeline import parse_window, pick_run, trace_run
-from sim.simulation import RunSpec
+
+if TYPE_CHECKING:
+    from sim.experiment.capacity import Capacity, Limit
+    from sim.experiment.runner import ExperimentResult
+    from sim.simulation import RunSpec
+# The simulator (numpy, SimPy, the model) and the reports are imported by the commands that
+# use them, so that --help, list and check start in a fraction of a second.
 
 TRACES = "traces"
 """``DIR/traces/<run_id>.json``: the timelines written by ``--trace-window``."""
@@ -184,6 +177,11 @@ def _execution(args: argparse.Namespace) -> tuple[int, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from sim.experiment.runner import run_experiment
+    from sim.experiment.verdicts import cached_verdicts, verdict_line
+    from sim.results.plots import available as plots_available
+    from sim.results.report import REPORT, format_table
+
     experiment = load_experiment(args.experiment, args.overrides)
     out = Path(args.output) if args.output else Path("results") / experiment.name
     jobs, executor = _execution(args)
@@ -223,6 +221,8 @@ def _trace_target(args: argparse.Namespace, experiment: Experiment
         if args.trace_run is not None:
             raise ConfigError("--trace-run needs --trace-window", "command line")
         return None
+    from sim.results.timeline import parse_window, pick_run
+
     window = parse_window(args.trace_window)
     return pick_run(experiment.specs(), args.trace_run), window
 
@@ -231,6 +231,8 @@ def _trace(spec: RunSpec, window: tuple[float, float], out: Path,
            note: Callable[[str], None] | None) -> int:
     """Rerun ``spec`` here with a tracer and write ``DIR/traces/<run_id>.json``. Runs are
     deterministic, so its metrics are the sweep's. The exit status: 1 if the run fails."""
+    from sim.results.timeline import trace_run
+
     path = out / TRACES / f"{spec.run_id}.json"
     try:
         _, tracer = trace_run(spec, *window, path)
@@ -274,6 +276,8 @@ def _failures(outcome: ExperimentResult, experiment: Experiment, out: Path) -> i
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from sim.results.report import format_table, report_directory
+
     out = Path(args.directory)
     manifest, report, missing = report_directory(out, plots=not args.no_plots)
     print(format_table(report.rows, manifest.swept_keys))
@@ -283,6 +287,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
+    from sim.experiment.capacity import Limit, capacity_search
+    from sim.results.report import REPORT
+
     experiment = load_experiment(args.experiment, args.overrides)
     out = Path(args.output) if args.output else Path("results") / f"{experiment.name}-capacity"
     jobs, executor = _execution(args)
@@ -348,6 +355,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                           f"{args.budget}", "command line")
     if args.jobs < 1:
         raise ConfigError(f"-j expects at least 1 worker, found {args.jobs}", "command line")
+    from sim.experiment.verdicts import format_report, to_json, write_traces
+    from sim.experiment.verify import pick_scenarios, targets, verify_all
+
     variants = targets(args.targets)
     chosen = pick_scenarios(args.scenario)
     reports = verify_all(variants, args.budget, args.seed, chosen, args.jobs,
@@ -365,6 +375,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "variants":
+        from sim.mm.variants import presets
+
         for name, fields in presets().items():
             choices = ", ".join(f"{k}={v}" for k, v in fields.items()
                                 if k not in ("name", "kernel", "description"))

@@ -44,25 +44,6 @@ PROGRESS_STEPS = 1000
 """Slices of a run whose simulated-time progress is shown."""
 PURPOSES = {"background": 1, "workload": 2, "irq": 3}
 """Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
-RUN_METRICS = (
-    "ops_per_sec", "vmalloc_p50_ns", "vmalloc_p99_ns", "vmalloc_mean_ns", "vfree_p50_ns",
-    "vfree_p99_ns", "set_memory_p50_ns", "set_memory_p99_ns", "purges", "purge_mean_ns",
-    "purge_max_ns", "purged_areas", "purged_nodes", "tlb_flush_full", "tlb_flush_range", "ipis",
-    "vmap_area_lock_wait_ns", "vmap_area_lock_hold_max_ns", "vmap_area_lock_contentions",
-    "purge_lock_contentions", "purge_lock_wait_ns", "purge_trylock_failures", "alloc_walk_mean",
-    "lazy_pages_peak", "alloc_failures", "busy_areas_end")
-"""The metrics every run reports (:meth:`Simulation.collect`), besides its kind's own and the
-safety counts."""
-
-
-def metric_names(config: RunConfig) -> tuple[str, ...]:
-    """Every metric a run of ``config`` can report: known before it runs (``rank.metric`` and
-    ``vmapsim capacity``'s metric are checked against it)."""
-    workload = config.workload
-    return (RUN_METRICS + SafetyChecker.metric_names()
-            + KINDS[workload.kind].metric_names(workload))
-
-
 @dataclass(frozen=True)
 class RunSpec:
     """A complete, canonical description of one simulation."""

@@ -12,7 +12,7 @@ from sim.cli import main
 from sim.config.schema import RunConfig
 from sim.experiment.experiment import load_experiment
 from sim.experiment.limits import MAX_RUN_EVENTS, check_limits, estimated_events
-from sim.simulation import RUN_METRICS, metric_names
+from sim.workloads.metric_names import RUN_METRICS, metric_names
 
 CATALOG = Path(__file__).parents[1] / "experiments"
 CORPUS = Path(__file__).parent / "bad_inputs"

@@ -396,3 +396,18 @@ def set_dotted(data: dict, key: str, value: Any, origins: Origins) -> None:
                                 f"{did_you_mean(part, choices)}", parts[: depth + 1])
         node = child
     node[parts[-1]] = copy.deepcopy(value)
+
+
+def anchor_trace(workload: Any, origin: str) -> None:
+    """Make a relative ``trace`` path of a workload mapping absolute, against the directory
+    of the file ``origin`` that names it (a ``--set`` origin: the current directory)."""
+    if not isinstance(workload, dict) or not isinstance(workload.get("trace"), str):
+        return
+    trace = os.path.expanduser(workload["trace"])
+    if os.path.isabs(trace):
+        return
+    if origin.startswith(("--set", "<")):
+        base = os.getcwd()
+    else:
+        base = os.path.dirname(os.path.abspath(origin))
+    workload["trace"] = os.path.normpath(os.path.join(base, trace))

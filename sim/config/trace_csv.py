@@ -23,10 +23,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -305,18 +303,3 @@ def check_fits(trace: Trace, cpus: int, fold: bool, vmalloc_space: int) -> None:
     if pages + 1 > vmalloc_space:
         raise ConfigError(f"size_bytes: {pages} pages plus the guard page are more than the "
                           f"vmalloc space ({vmalloc_space} pages)", trace.path, line)
-
-
-def anchor(workload: Any, origin: str) -> None:
-    """Make a relative ``trace`` path of a workload mapping absolute, against the directory
-    of the file ``origin`` that names it (a ``--set`` origin: the current directory)."""
-    if not isinstance(workload, dict) or not isinstance(workload.get("trace"), str):
-        return
-    trace = os.path.expanduser(workload["trace"])
-    if os.path.isabs(trace):
-        return
-    if origin.startswith(("--set", "<")):
-        base = os.getcwd()
-    else:
-        base = os.path.dirname(os.path.abspath(origin))
-    workload["trace"] = os.path.normpath(os.path.join(base, trace))

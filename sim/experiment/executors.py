@@ -27,8 +27,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from pebble import ProcessExpired, ProcessPool
-
 from sim.config.loader import ConfigError
 from sim.config.versions import check_same_versions, versions
 
@@ -105,12 +103,16 @@ class ProcessExecutor(Executor):
     name = "local"
 
     def __init__(self, jobs: int) -> None:
+        from pebble import ProcessPool  # imported when processes are wanted
+
         self.pool = ProcessPool(max_workers=jobs, initializer=_start_worker)
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]
                       ) -> Iterator[tuple[Any, Future]]:
         """Each item's run, in completion order; a run whose worker died is run once more
         (``RETRIES``) and then yielded with the worker's death as its exception."""
+        from pebble import ProcessExpired
+
         pending = {self.pool.schedule(fn, args=(item,)): (item, 0) for item in items}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

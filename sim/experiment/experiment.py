@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -24,6 +24,7 @@ from sim.config.loader import (
     ConfigError,
     Document,
     Origins,
+    anchor_trace,
     catalog_names,
     did_you_mean,
     dotted,
@@ -35,12 +36,14 @@ from sim.config.loader import (
     shown,
 )
 from sim.config.schema import USER_INPUT, ExperimentFile, RunConfig, Variant
-from sim.config.trace_csv import anchor as anchor_trace
 from sim.experiment.limits import check_limits
 from sim.experiment.sweep import Sweep, parse_sweep, set_factor, unsweep
 from sim.experiment.validation import config_error, swept_path
 from sim.mm.variants import resolve_variant
-from sim.simulation import RunSpec, metric_names
+from sim.workloads.metric_names import metric_names
+
+if TYPE_CHECKING:
+    from sim.simulation import RunSpec
 
 RUN_KEYS = ("cpus", "lazy_max_pages", "duration", "warmup", "ops")
 """Top-level experiment keys that are part of each run's configuration."""
@@ -80,6 +83,8 @@ class Experiment:
 
     def specs(self) -> list[RunSpec]:
         """Every run: points x variants x replications, each validated."""
+        from sim.simulation import RunSpec  # the simulator, imported when runs are wanted
+
         out = []
         for point in self.points():
             point_key = _stable_hash(point)

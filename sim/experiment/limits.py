@@ -30,6 +30,10 @@ machine is already hours of this simulator's time)."""
 MAX_RUN_EVENTS = 2e8
 """Most operations and interrupts one run may simulate (about a day of CPU at the 20-40 us a
 contended operation costs to simulate)."""
+DEFAULT_BUDGET = 200
+"""Schedules per scenario and variant that ``vmapsim verify`` explores by default."""
+MAX_BUDGET = 1_000_000
+"""Most schedules per scenario ``--budget`` may ask for."""
 LONG_BUSY_LIST_OPS = 30_000
 """The most operations a test_vmalloc case adds to its loop (long_busy_list_alloc_test maps
 and unmaps 15,000 areas around it)."""

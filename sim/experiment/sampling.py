@@ -11,8 +11,6 @@ run ids of a sweep).
 
 from __future__ import annotations
 
-import numpy as np
-
 SIGNIFICANT = 6
 """Sampled values are rounded to this many significant digits (readable tables and ids)."""
 
@@ -20,7 +18,8 @@ SIGNIFICANT = 6
 def latin_hypercube(ranges: list[tuple[float, float]], samples: int, seed: int
                     ) -> list[tuple[float, ...]]:
     """``samples`` points, one value per range, from a seeded Latin hypercube."""
-    from scipy.stats import qmc  # imported when sampling: scipy.stats takes ~0.5 s to import
+    import numpy as np  # imported when sampling: scipy.stats alone takes ~0.5 s
+    from scipy.stats import qmc
 
     sampler = qmc.LatinHypercube(d=len(ranges), seed=np.random.default_rng(seed))
     unit = sampler.random(samples)

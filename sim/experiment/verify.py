@@ -47,6 +47,7 @@ from pydantic import ValidationError
 from sim.config.loader import (
     ConfigError,
     Origins,
+    anchor_trace,
     catalog_dir,
     catalog_names,
     did_you_mean,
@@ -54,11 +55,11 @@ from sim.config.loader import (
     load_yaml,
 )
 from sim.config.schema import USER_INPUT, RunConfig, Scenario
-from sim.config.trace_csv import anchor
 from sim.engine.cpu import Cpu
 from sim.engine.stop import RunAborted
 from sim.experiment.executors import open_executor
 from sim.experiment.experiment import load_experiment, validated_variant
+from sim.experiment.limits import DEFAULT_BUDGET
 from sim.experiment.validation import config_error
 from sim.mm.safety import KINDS as CHECKER_KINDS
 from sim.mm.safety import SafetyChecker
@@ -66,9 +67,6 @@ from sim.mm.variants import presets
 from sim.mm.vmap_area import VmapArea
 from sim.simulation import Simulation
 
-DEFAULT_BUDGET = 200
-"""Schedules per scenario and variant."""
-MAX_BUDGET = 1_000_000
 EVENT_CAP = 20_000
 """Processed SimPy events after which a schedule counts as ``no_progress`` (the built-in
 scenarios process at most about 3,000)."""
@@ -216,7 +214,7 @@ def load_scenario(path: Path) -> tuple[Scenario, dict[str, Any]]:
     doc = load_yaml(path)
     origins = Origins(default_file=doc.file)
     origins.add((), doc.file, doc.lines)
-    anchor(doc.data.get("workload"), doc.file)  # a trace names its file relative to this one
+    anchor_trace(doc.data.get("workload"), doc.file)  # a trace names its file relative to this one
     try:
         scenario = Scenario.model_validate(doc.data, context=USER_INPUT)
     except ValidationError as exc:

@@ -62,11 +62,6 @@ class SafetyChecker:
                 "steps": [] if va is None else [list(step) for step in va.history],
             }
 
-    @staticmethod
-    def metric_names() -> tuple[str, ...]:
-        """The names :meth:`metrics` reports."""
-        return (*(f"safety_{kind}" for kind in KINDS), "safety_violations")
-
     def metrics(self) -> dict[str, int]:
         out = {f"safety_{kind}": n for kind, n in self.counts.items()}
         out["safety_violations"] = sum(self.counts.values())

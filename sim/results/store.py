@@ -28,7 +28,7 @@ from typing import Any
 from sim.config.loader import ConfigError, shown
 from sim.config.versions import versions
 from sim.results.stats import t_interval
-from sim.simulation import RUN_METRICS
+from sim.workloads.metric_names import RUN_METRICS
 
 
 class OutputError(Exception):

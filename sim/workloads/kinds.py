@@ -11,22 +11,13 @@ import simpy
 
 from sim.workloads.churn import object_churn
 from sim.workloads.common import Control
-from sim.workloads.lib_test_vmalloc import (
-    module_metric_names,
-    module_metrics,
-    module_report,
-    vmalloc_test_process,
-)
-from sim.workloads.replay import REPLAY_METRICS, replay_metrics, trace_replay
+from sim.workloads.lib_test_vmalloc import module_metrics, module_report, vmalloc_test_process
+from sim.workloads.replay import replay_metrics, trace_replay
 from sim.workloads.vmalloc_loop import vmalloc_loop
 
 
 def _no_metrics(control: Control) -> dict[str, float]:
     return {}
-
-
-def _no_names(workload: Any) -> tuple[str, ...]:
-    return ()
 
 
 @dataclass(frozen=True)
@@ -40,16 +31,12 @@ class Kind:
     """Metrics the kind adds to a run's own, from the ``control`` its processes share."""
     report: Callable[[Control], dict[str, Any]] | None = None
     """What the kind adds to a run's result file, under the kind's name; None: nothing."""
-    metric_names: Callable[[Any], tuple[str, ...]] = _no_names
-    """The names ``metrics`` can report for a workload of this kind (known before it runs)."""
 
 
 KINDS: dict[str, Kind] = {
     "vmalloc_loop": Kind(vmalloc_loop),
-    "trace": Kind(trace_replay, metrics=replay_metrics,
-                  metric_names=lambda workload: REPLAY_METRICS),
+    "trace": Kind(trace_replay, metrics=replay_metrics),
     "object_churn": Kind(object_churn),
-    "test_vmalloc": Kind(vmalloc_test_process, metrics=module_metrics, report=module_report,
-                         metric_names=module_metric_names),
+    "test_vmalloc": Kind(vmalloc_test_process, metrics=module_metrics, report=module_report),
 }
 """Every workload kind, by its ``kind`` name."""

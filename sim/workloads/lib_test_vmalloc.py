@@ -574,13 +574,6 @@ def module_metrics(control: Control) -> dict[str, float]:
     return metrics
 
 
-def module_metric_names(workload: VmallocTestModule) -> tuple[str, ...]:
-    """The names :func:`module_metrics` reports for ``workload``'s selected tests."""
-    chosen = selected_tests(parse_test_mask(workload.run_test_mask))
-    return (*(f"{NAMES[i]}_{what}" for i in chosen for what in ("avg_usec", "failed")),
-            "test_vmalloc_workers_cut")
-
-
 def module_report(control: Control) -> dict[str, Any]:
     """What the run's result file keeps under ``test_vmalloc``."""
     run = _runs.get(control)

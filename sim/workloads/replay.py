@@ -167,12 +167,6 @@ def replay_state(control: Control) -> ReplayState | None:
     return _states.get(control)
 
 
-REPLAY_METRICS = ("replay_ops", "replay_late_ops", "replay_late_mean_ns", "replay_late_max_ns",
-                  "replay_failed_allocs", "replay_skipped_frees", "replay_progress",
-                  "replay_end_ns")
-"""The metrics a replay adds to its run's (:meth:`ReplayState.metrics`)."""
-
-
 def replay_metrics(control: Control) -> dict[str, float]:
     """The replay metrics of a run (none if its workload replays no trace)."""
     state = _states.get(control)
