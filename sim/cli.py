@@ -26,6 +26,7 @@ from sim.experiment.executors import EXECUTORS, default_jobs
 from sim.experiment.experiment import Experiment, load_experiment
 from sim.experiment.limits import DEFAULT_BUDGET, MAX_BUDGET
 from sim.experiment.progress import on_terminal
+from sim.results.stats import FEW
 from sim.results.store import OutputError
 
 if TYPE_CHECKING:
@@ -187,6 +188,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs, executor = _execution(args)
     traced = _trace_target(args, experiment)
     note = None if args.quiet else _note
+    if note and experiment.replications < FEW:
+        note(f"note: {experiment.replications} replication(s) per point: intervals from fewer "
+             f"than {FEW} are rough (--set replications={FEW} or more to compare)")
     if note:
         note(f"{experiment.name}: {len(experiment.specs())} runs "
              f"{_where(executor, jobs, args.scheduler)} -> {out}")

@@ -36,6 +36,7 @@ from sim.mm.tlb import TlbFlusher
 from sim.mm.vmalloc import VmallocModel
 from sim.workloads.common import Control, irq_noise, place_background
 from sim.workloads.kinds import KINDS
+from sim.workloads.metric_names import HISTOGRAMS
 
 if TYPE_CHECKING:
     from sim.engine.tracer import Tracer
@@ -203,10 +204,16 @@ class Simulation:
             "vmalloc_p50_ns": m.vmalloc.percentile(50),
             "vmalloc_p99_ns": m.vmalloc.percentile(99),
             "vmalloc_mean_ns": m.vmalloc.mean(),
+            "vmalloc_p999_ns": m.vmalloc.percentile(99.9),
+            "vmalloc_max_ns": m.vmalloc.max if m.vmalloc.n else float("nan"),
             "vfree_p50_ns": m.vfree.percentile(50),
             "vfree_p99_ns": m.vfree.percentile(99),
+            "vfree_p999_ns": m.vfree.percentile(99.9),
+            "vfree_max_ns": m.vfree.max if m.vfree.n else float("nan"),
             "set_memory_p50_ns": m.set_memory.percentile(50),
             "set_memory_p99_ns": m.set_memory.percentile(99),
+            "set_memory_p999_ns": m.set_memory.percentile(99.9),
+            "set_memory_max_ns": m.set_memory.max if m.set_memory.n else float("nan"),
             "purges": m.purge.n,
             "purge_mean_ns": m.purge.mean(),
             "purge_max_ns": m.purge.max if m.purge.n else float("nan"),
@@ -238,6 +245,11 @@ class Simulation:
         for lock in self.vm.locks:
             lock.tracer = tracer
 
+    def histograms(self) -> dict[str, dict[str, object]]:
+        """The window's latency histograms (merged over replications by the summary)."""
+        m = self.metrics
+        return {name: getattr(m, name).to_json() for name in HISTOGRAMS}
+
     def lock_stats(self) -> dict[str, dict[str, float]]:
         """Each lock's :class:`~sim.engine.locks.LockStat` by lock name (the instances of one
         lock class share theirs); a minimum with no event is 0, as the kernel prints it."""
@@ -257,7 +269,7 @@ def run(spec: RunSpec, tracer: Tracer | None = None,
     metrics = sim.run(progress)
     result = {"run_id": spec.run_id, "spec": spec.to_dict(), "metrics": metrics,
               "lock_stat": sim.lock_stats(), "safety": sim.safety.examples, "status": "ok",
-              "versions": versions()}
+              "histograms": sim.histograms(), "versions": versions()}
     kind = config.workload.kind
     report = KINDS[kind].report
     if report is not None:

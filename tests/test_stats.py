@@ -100,3 +100,41 @@ def test_paired_rows_per_point() -> None:
     rows = paired_rows(results, ["cpus"], ["base", "new"], "base")
     assert [(r["cpus"], r["mean"], r["n"]) for r in rows] == [(1, 1.0, 3), (8, 8.0, 3)]
     assert all(r["ci_low"] == r["ci_high"] == r["mean"] for r in rows)  # constant differences
+
+
+def test_a_pooled_percentile_is_the_percentile_of_all_samples_together() -> None:
+    import numpy as np
+
+    from sim.engine.metrics import Histogram
+    from sim.results.stats import pooled_percentile
+
+    rng = np.random.default_rng(1)
+    parts, whole = [], Histogram()
+    for scale in (100.0, 300.0, 1000.0):
+        part = Histogram()
+        for x in rng.exponential(scale, 500):
+            part.record(float(x))
+            whole.record(float(x))
+        parts.append(part.to_json())
+    for q in (50.0, 99.0, 99.9):
+        value, low, high, n = pooled_percentile(parts, q)
+        assert value == whole.percentile(q) and n == 3
+        assert 0 < low <= high and (low, high) == pooled_percentile(parts, q)[1:3]
+    assert pooled_percentile(parts[:1], 99.0)[1] != pooled_percentile(parts[:1], 99.0)[1]  # NaN
+
+
+def test_summary_intervals_never_go_below_zero(tmp_path) -> None:
+    import csv
+
+    from sim.cli import main
+
+    exp = tmp_path / "e.yaml"
+    exp.write_text("name: e\nmachine: desktop-8c16t\nworkload: seed-i915\n"
+                   "variants: [linux-4.5, linux-4.7]\nduration: 300us\nreplications: 2\n"
+                   "sweep: {cpus: [1, 4]}\n")
+    assert main(["run", str(exp), "-o", str(tmp_path / "out"), "-q", "--no-report"]) == 0
+    rows = list(csv.DictReader((tmp_path / "out" / "summary.csv").open()))
+    lows = [float(r["ci_low"]) for r in rows if r["ci_low"]]
+    assert lows and min(lows) >= 0.0
+    p99 = [r for r in rows if r["metric"] == "vmalloc_p99_ns" and r["ci_low"]]
+    assert all(float(r["ci_low"]) <= float(r["mean"]) <= float(r["ci_high"]) for r in p99)

@@ -40,12 +40,24 @@ class Histogram:
 
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0..100): geometric middle of its bucket, capped at max."""
-        if not self.n:
-            return math.nan
-        rank = max(1, math.ceil(q / 100.0 * self.n))
-        bucket = int(np.searchsorted(np.cumsum(self.counts), rank))
-        middle = 2.0 ** ((bucket + 0.5) / BUCKETS_PER_OCTAVE)
-        return min(middle, self.max)
+        return bucket_percentile(np.asarray(self.counts), self.n, self.max, q)
+
+    def to_json(self) -> dict[str, object]:
+        """What a run file keeps of it: the non-empty buckets, count, sum and max (so that
+        the histograms of several replications can be merged)."""
+        return {"buckets": {str(i): c for i, c in enumerate(self.counts) if c},
+                "n": self.n, "total": self.total, "max": self.max}
+
+
+def bucket_percentile(counts: np.ndarray, n: int, maximum: float, q: float) -> float:
+    """The ``q``-th percentile of a histogram's bucket ``counts`` (of ``n`` samples, the
+    largest ``maximum``): the geometric middle of its bucket, capped at the maximum."""
+    if not n:
+        return math.nan
+    rank = max(1, math.ceil(q / 100.0 * n))
+    bucket = int(np.searchsorted(np.cumsum(counts), rank))
+    middle = 2.0 ** ((bucket + 0.5) / BUCKETS_PER_OCTAVE)
+    return min(middle, maximum)
 
 
 class Metrics:

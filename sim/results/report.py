@@ -21,6 +21,7 @@ from sim.results.dirlock import exclusive
 from sim.results.lib_test_vmalloc_log import write_log as write_test_vmalloc_log
 from sim.results.lock_stat import write_lock_stat
 from sim.results.paired import paired_rows
+from sim.results.stats import FEW
 from sim.results.store import (
     Manifest,
     read_manifest,
@@ -30,6 +31,7 @@ from sim.results.store import (
     write_atomic,
     write_csv,
     write_paired,
+    write_runs,
     write_summary,
 )
 from sim.results.uncertainty import sensitivities, win_fractions
@@ -129,6 +131,7 @@ def write_tables(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]
     paired = paired_rows(results, swept, manifest.variants, manifest.baseline) \
         if manifest.baseline else []
     write_summary(out_dir, rows, swept)
+    write_runs(out_dir, results, swept)
     if manifest.baseline:
         write_paired(out_dir, paired, swept)
     write_lock_stat(out_dir, results, swept)
@@ -204,11 +207,17 @@ def markdown(manifest: Manifest, results: list[dict[str, Any]], report: Report,
             f"* variants: {', '.join(manifest.variants)}"
             + (f" (baseline: {manifest.baseline})" if manifest.baseline else ""),
             f"* swept: {', '.join(manifest.swept_keys) or 'nothing'}",
-            "* tables: [summary.csv](summary.csv) (every metric)"
+            "* tables: [summary.csv](summary.csv) (every metric),"
+            " [runs.csv](runs.csv) (every replication's value)"
             + (", [paired.csv](paired.csv)" if manifest.baseline else "")
             + ", [lock_stat.txt](lock_stat.txt); one JSON file per run under `runs/`", ""]
+    if manifest.replications < FEW:
+        out += [f"**{manifest.replications} replication(s) per point: the intervals are rough "
+                f"(fewer than {FEW}); rerun with more before reading a difference.**", ""]
     out += ["## Headline metrics", "",
-            "Means over replications; `±` is the half-width of the 95% Student-t interval.", ""]
+            "Means over replications; `±` is the half-width of the 95% Student-t interval "
+            "(cut at zero); percentiles are read from the replications' histograms merged, "
+            "with a bootstrap interval.", ""]
     out += _markdown_table(report.rows, manifest.swept_keys, ["variant"], signed=False)
     if manifest.baseline:
         out += ["", f"## Paired differences: variant - {manifest.baseline}", "",

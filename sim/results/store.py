@@ -27,7 +27,7 @@ from typing import Any
 
 from sim.config.loader import ConfigError, shown
 from sim.config.versions import versions
-from sim.results.stats import t_interval
+from sim.results.stats import non_negative, percentile_q, pooled_percentile, t_interval
 from sim.workloads.metric_names import RUN_METRICS
 
 
@@ -62,7 +62,7 @@ def _umask() -> int:
 
 MANIFEST = "experiment.json"
 RUNS = "runs"
-TABLES = ("summary.csv", "paired.csv", "lock_stat.txt", "wins.csv", "sensitivity.csv",
+TABLES = ("summary.csv", "runs.csv", "paired.csv", "lock_stat.txt", "wins.csv", "sensitivity.csv",
           "capacity.csv", "report.md", "test_vmalloc.log")
 """Every table and report an experiment may write into its directory (``--force`` removes
 them with the runs, so nothing of a previous experiment is left beside the new one)."""
@@ -210,7 +210,21 @@ def _ok_problem(result: dict[str, Any]) -> str | None:
             isinstance(s, dict) and all(_number_or_none(v) for v in s.values())
             for s in stats.values()):
         return "its lock_stat is not a mapping of counters"
+    histograms = result.get("histograms", {})
+    if not isinstance(histograms, dict) or not all(_histogram(h) for h in histograms.values()):
+        return "its histograms are not bucket counts"
     return None
+
+
+def _histogram(value: Any) -> bool:
+    """A histogram as ``Histogram.to_json`` writes it."""
+    from sim.engine.metrics import LAST_BUCKET  # with numpy: imported when a file is read
+
+    return (isinstance(value, dict) and isinstance(value.get("buckets"), dict)
+            and all(k.isdigit() and int(k) <= LAST_BUCKET and isinstance(c, int)
+                    for k, c in value["buckets"].items())
+            and all(_number_or_none(value.get(k)) and value.get(k) is not None
+                    for k in ("n", "total", "max")))
 
 
 def _number_or_none(value: Any) -> bool:
@@ -237,7 +251,7 @@ def summary_rows(results: list[dict[str, Any]], swept: list[str]) -> list[dict[s
     rows = []
     for key, members in groups.items():
         for metric in members[0]["metrics"]:
-            mean, low, high, n = t_interval([m["metrics"][metric] for m in members])
+            mean, low, high, n = metric_interval(metric, members)
             row = {"variant": key[0]}
             row.update({k: json.loads(v) for k, v in zip(swept, key[1:])})
             row.update({"metric": metric, "mean": mean, "ci_low": low, "ci_high": high, "n": n})
@@ -245,9 +259,32 @@ def summary_rows(results: list[dict[str, Any]], swept: list[str]) -> list[dict[s
     return rows
 
 
+def metric_interval(metric: str, members: list[dict[str, Any]]
+                    ) -> tuple[float, float, float, int]:
+    """One metric of a point's replications: a percentile from their merged histograms
+    (bootstrap interval), anything else as a mean with its t-interval cut at zero."""
+    pooled = percentile_q(metric)
+    if pooled is not None and all(pooled[0] in m.get("histograms", {}) for m in members):
+        return pooled_percentile([m["histograms"][pooled[0]] for m in members], pooled[1])
+    return non_negative(t_interval([m["metrics"].get(metric) for m in members]))
+
+
 def write_summary(out_dir: Path, rows: list[dict[str, Any]], swept: list[str]) -> Path:
     columns = ["variant", *swept, "metric", "mean", "ci_low", "ci_high", "n"]
     return write_csv(out_dir / "summary.csv", rows, columns)
+
+
+def write_runs(out_dir: Path, results: list[dict[str, Any]], swept: list[str]) -> Path:
+    """``runs.csv``: every finished run's value of every metric, one row each (tidy)."""
+    rows = [{"run_id": r["run_id"], "variant": r["spec"]["config"]["variant"]["name"],
+             **{k: json.dumps(r["spec"]["point"].get(k)) if isinstance(
+                 r["spec"]["point"].get(k), (dict, list)) else r["spec"]["point"].get(k)
+                for k in swept},
+             "replication": r["spec"]["replication"], "metric": metric, "value": value}
+            for r in results if r.get("status") == "ok"
+            for metric, value in r["metrics"].items()]
+    columns = ["run_id", "variant", *swept, "replication", "metric", "value"]
+    return write_csv(out_dir / "runs.csv", rows, columns)
 
 
 def write_paired(out_dir: Path, rows: list[dict[str, Any]], swept: list[str]) -> Path:
