@@ -199,7 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                              resume=args.resume, force=args.force,
                              reuse_other_versions=args.reuse_other_versions,
                              report=not args.no_report, log=note)
-    print(format_table(outcome.rows, experiment.swept_keys))
+    print(format_table(outcome.rows, experiment.swept_keys, experiment.variant_names,
+                       outcome.paired, experiment.baseline))
     if args.verify if args.verify is not None else experiment.verify:
         if note:
             note(f"\nverifying {len(experiment.variants)} variants ({DEFAULT_BUDGET} "
@@ -284,7 +285,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out = Path(args.directory)
     manifest, report, missing = report_directory(out, plots=not args.no_plots)
-    print(format_table(report.rows, manifest.swept_keys))
+    print(format_table(report.rows, manifest.swept_keys, manifest.variants, report.paired,
+                       manifest.baseline))
     _note(f"\nreport: {report.path} ({len(report.plots)} plots)"
           + (f"; {missing} run(s) have no result file" if missing else ""))
     return 0

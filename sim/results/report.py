@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config.loader import ConfigError
-from sim.config.units import canonical, format_ns
+from sim.config.units import format_ns
 from sim.results import plots as plotting
 from sim.results.dirlock import exclusive
 from sim.results.lib_test_vmalloc_log import write_log as write_test_vmalloc_log
@@ -34,78 +34,11 @@ from sim.results.store import (
     write_runs,
     write_summary,
 )
+from sim.results.table import TABLE_METRICS, format_table
 from sim.results.uncertainty import sensitivities, win_fractions
 
-TABLE_METRICS = [
-    ("ops_per_sec", "ops/s", "rate"),
-    ("vmalloc_p99_ns", "vmalloc p99", "ns"),
-    ("set_memory_p99_ns", "set_memory p99", "ns"),
-    ("purge_mean_ns", "purge mean", "ns"),
-    ("purges", "purges", "count"),
-    ("vmap_area_lock_wait_ns", "vmap_area_lock wait", "ns"),
-    ("alloc_failures", "alloc fails", "count"),
-    ("safety_violations", "violations", "count"),
-]
-
-
-def _cell(mean: float, low: float, high: float, unit: str) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "-"
-    if unit == "ns":
-        text = format_ns(mean)
-    elif unit == "rate":
-        text = f"{mean / 1e3:.1f}k" if mean >= 1e3 else f"{mean:.0f}"
-    else:
-        text = f"{mean:.0f}" if mean >= 10 else f"{mean:.1f}"
-    if unit == "rate" and low == low and mean:
-        text += f" ±{(high - low) / 2 / mean * 100:.0f}%"
-    return text
-
-
-def _order(value: Any) -> tuple[int, float, str]:
-    """A sort key for a swept value of any documented form: numbers by value (a time or
-    size with a unit by its ns or pages), then names (``auto``), then mappings (a size
-    distribution) by their text."""
-    number = canonical(value)
-    if isinstance(number, float) and number == number:
-        return (0, number, "")
-    if isinstance(value, str):
-        return (1, 0.0, value)
-    return (2, 0.0, json.dumps(value, sort_keys=True, default=str))
-
-
-def _value_text(value: Any) -> str:
-    """A swept value in a cell: a mapping (a size distribution) as ``dist=fixed value=1``."""
-    if isinstance(value, dict):
-        return " ".join(f"{k}={v}" for k, v in value.items())
-    return str(value)
-
-
-def format_table(rows: list[dict[str, Any]], swept: list[str],
-                 metrics: list[tuple[str, str, str]] = TABLE_METRICS) -> str:
-    """One line per (variant, point): the headline metrics, mean over replications."""
-    by_group: dict[tuple, dict[str, dict[str, Any]]] = {}
-    shown_as: dict[tuple, tuple] = {}  # a group's key -> its variant and swept values
-    for row in rows:
-        values = (row["variant"], *(row.get(k) for k in swept))
-        key = tuple(json.dumps(v, sort_keys=True, default=str) for v in values)
-        shown_as.setdefault(key, values)
-        by_group.setdefault(key, {})[row["metric"]] = row
-    header = ["variant", *(k.split(".")[-1] for k in swept), *(label for _, label, _ in metrics)]
-    lines = [header]
-    for key in sorted(by_group, key=lambda k: tuple(map(_order, (*shown_as[k][1:],
-                                                                 shown_as[k][0])))):
-        cells = [_value_text(v) for v in shown_as[key]]
-        for name, _, unit in metrics:
-            r = by_group[key].get(name)
-            cells.append(_cell(r["mean"], r["ci_low"], r["ci_high"], unit) if r else "-")
-        lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                     enumerate(zip(line, widths))) for line in lines]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
+__all__ = ["REPORT", "TABLE_METRICS", "format_table", "report_directory", "write_report",
+           "write_tables"]
 
 # --- the report of an output directory ---------------------------------------------------------
 
