@@ -138,3 +138,17 @@ def test_summary_intervals_never_go_below_zero(tmp_path) -> None:
     assert lows and min(lows) >= 0.0
     p99 = [r for r in rows if r["metric"] == "vmalloc_p99_ns" and r["ci_low"]]
     assert all(float(r["ci_low"]) <= float(r["mean"]) <= float(r["ci_high"]) for r in p99)
+
+
+def test_no_interval_of_the_pinned_experiment_goes_below_zero() -> None:
+    """The pinned experiment (test_pinned checks it is what a run gives today) covers every
+    preset: no lower bound of its summary is negative, and each percentile lies within its
+    interval."""
+    import csv
+    from pathlib import Path
+
+    rows = list(csv.DictReader((Path(__file__).parent / "data" / "pinned" / "summary.csv").open()))
+    bounded = [r for r in rows if r["ci_low"]]
+    assert len(bounded) > 500 and min(float(r["ci_low"]) for r in bounded) >= 0.0
+    for r in bounded:
+        assert float(r["ci_low"]) <= float(r["mean"]) <= float(r["ci_high"]), r
