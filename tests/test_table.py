@@ -57,3 +57,13 @@ def test_a_kind_adds_its_own_headline() -> None:
             row("linux-4.7", "fix_size_alloc_test_avg_usec", 0.43, cpus=2)]
     text = format_table(rows, ["cpus"], ["linux-4.7"])
     assert "late mean" in text and "2.5us" in text and "fix_size" in text and "0.43us" in text
+
+
+def test_each_kind_of_violation_seen_gets_a_column() -> None:
+    rows = rows_of([1])
+    rows.append(row(VARIANTS[1], "safety_unmap_aliases_unflushed", 2.0, cpus=1,
+                    **{"workload.background.count": 1000}))
+    rows.append(row(VARIANTS[0], "safety_use_after_free", 0.0, cpus=1,
+                    **{"workload.background.count": 1000}))
+    header = format_table(rows, ["cpus"], VARIANTS).splitlines()[0]
+    assert "unflushed" in header and "UAF" not in header  # a kind no run saw: no column

@@ -4,15 +4,17 @@ Columns: the variant, the swept keys that take more than one value (named by the
 without its ``workload.``/``machine.`` root), then the headline metrics with their units, and
 with a baseline the paired difference of throughput against it (``*``: its 95% interval
 excludes 0). A workload kind adds its own headline (a replay's lateness, test_vmalloc's case
-times). Variants keep the order the experiment gives them; points sort by value. When the
-columns do not fit the width, the least important metrics are left out, and the last line
-says which (every metric is in ``summary.csv``).
+times), and each kind of violation some run saw gets a column after ``violations``. Variants
+keep the order the experiment gives them; points sort by value. When the columns do not fit
+the width, the least important metrics are left out, and the last line says which (every
+metric is in ``summary.csv``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import textwrap
 from typing import Any
 
 from sim.config.units import canonical, format_ns
@@ -36,9 +38,16 @@ KIND_METRICS = [("replay_late_mean_ns", "late mean", "ns"),
 """A kind's own headline, shown when its runs report it; test_vmalloc's ``<case>_avg_usec``
 columns are added the same way (``KIND_SUFFIX``)."""
 KIND_SUFFIX = ("_avg_usec", "usec")
+SAFETY_LABELS = {"reuse_before_flush": "reuse<flush", "unmap_aliases_unflushed": "unflushed",
+                 "use_after_free": "UAF", "double_free": "double free",
+                 "lazy_nr_underflow": "nr underflow", "never_purged": "never purged",
+                 "model_assumption": "model"}
+"""Columns for the kinds of violation a run saw (only those some row has), by kind."""
 WIDTH = 120
 """Columns of the terminal the table must fit."""
-LEAVE_FIRST = ("purges", "alloc_failures", "vfree_p99_ns", "set_memory_p99_ns")
+LEAVE_FIRST = ("purges", "alloc_failures", "vfree_p99_ns", "set_memory_p99_ns",
+               "vmap_area_lock_wait_ns", "purge_mean_ns",
+               *(f"safety_{kind}" for kind in SAFETY_LABELS))
 """The metrics left out first when the table is too wide (in this order)."""
 
 
@@ -57,6 +66,7 @@ def format_table(rows: list[dict[str, Any]], swept: list[str],
                                             order.get(shown_as[g][0], len(order)),
                                             shown_as[g][0]))
     left_out: list[str] = []
+    labels = {name: label for name, label, _ in metrics}
     while True:
         lines = [_header(swept, keys, metrics, baseline)]
         for group in ordered:
@@ -69,7 +79,9 @@ def format_table(rows: list[dict[str, Any]], swept: list[str],
         left_out.append(droppable[0])
         metrics = [m for m in metrics if m[0] != droppable[0]]
     if left_out:
-        text += f"\n(left out to fit {width} columns: {', '.join(left_out)}; see summary.csv)"
+        note = f"(left out to fit {width} columns: {', '.join(labels[m] for m in left_out)}; " \
+               "every metric is in summary.csv)"
+        text += "\n" + "\n".join(textwrap.wrap(note, width))
     return text
 
 
@@ -92,9 +104,12 @@ def _key(values: tuple) -> tuple:
 def _kind_metrics(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     names = {row["metric"] for row in rows}
     cases = sorted({n for n in names if n.endswith(KIND_SUFFIX[0])})
+    seen = [kind for kind in SAFETY_LABELS if any(
+        row["metric"] == f"safety_{kind}" and row["mean"] for row in rows)]
     return [m for m in KIND_METRICS if m[0] in names] + [
         (n, n.removesuffix(KIND_SUFFIX[0]).removesuffix("_test").replace("_alloc", ""),
-         KIND_SUFFIX[1]) for n in cases]
+         KIND_SUFFIX[1]) for n in cases] + [
+        (f"safety_{kind}", SAFETY_LABELS[kind], "count") for kind in seen]
 
 
 def _differences(paired: list[dict[str, Any]], swept: list[str]) -> dict[tuple, dict]:
