@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+TINY = ("name: tiny\nmachine: desktop-8c16t\nworkload: seed-i915\nvariants: [linux-4.7]\n"
+        "duration: 100us\nreplications: 1\nsweep: {cpus: [1, 2]}\n")
+"""Two short runs: the experiment the output-directory tests finish (``finished``)."""
+
+
+@pytest.fixture
+def finished(tmp_path: Path) -> Path:
+    """An output directory with the two finished runs of ``TINY`` (``tmp_path/tiny.yaml``),
+    its tables written, no report."""
+    from sim.cli import main
+
+    exp, out = tmp_path / "tiny.yaml", tmp_path / "out"
+    exp.write_text(TINY)
+    assert main(["run", str(exp), "-o", str(out), "-q", "--no-report", "-j", "1"]) == 0
+    return out
 
 
 @pytest.fixture(scope="module")

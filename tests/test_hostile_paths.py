@@ -8,21 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 
 from sim.cli import main
 from sim.results.store import CHECKSUM, checksum_of
-
-TINY = ("name: tiny\nmachine: desktop-8c16t\nworkload: seed-i915\nvariants: [linux-4.7]\n"
-        "duration: 100us\nreplications: 1\nsweep: {cpus: [1, 2]}\n")
-
-
-@pytest.fixture
-def finished(tmp_path: Path) -> Path:
-    """An output directory with one finished run, its report written without plots."""
-    exp, out = tmp_path / "tiny.yaml", tmp_path / "out"
-    exp.write_text(TINY)
-    assert main(["run", str(exp), "-o", str(out), "-q", "--no-report", "-j", "1"]) == 0
-    return out
 
 
 def the_run_file(out: Path) -> Path:

@@ -14,17 +14,6 @@ from sim.config.loader import ConfigError
 from sim.config.versions import PACKAGES, check_same_versions, versions
 from sim.results.store import CHECKSUM, checksum_of
 
-TINY = ("name: tiny\nmachine: desktop-8c16t\nworkload: seed-i915\nvariants: [linux-4.7]\n"
-        "duration: 100us\nreplications: 1\nsweep: {cpus: [1, 2]}\n")
-
-
-@pytest.fixture
-def finished(tmp_path: Path) -> Path:
-    exp, out = tmp_path / "tiny.yaml", tmp_path / "out"
-    exp.write_text(TINY)
-    assert main(["run", str(exp), "-o", str(out), "-q", "--no-report", "-j", "1"]) == 0
-    return out
-
 
 def test_version_names_vmapsim_and_what_it_runs_on(capsys) -> None:
     with pytest.raises(SystemExit) as done:

@@ -14,17 +14,6 @@ from hypothesis import strategies as st
 from sim.cli import main
 from sim.results.store import CHECKSUM, read_run, run_problem, write_run
 
-TINY = ("name: tiny\nmachine: desktop-8c16t\nworkload: seed-i915\nvariants: [linux-4.7]\n"
-        "duration: 100us\nreplications: 1\nsweep: {cpus: [1, 2]}\n")
-
-
-@pytest.fixture
-def finished(tmp_path: Path) -> Path:
-    exp, out = tmp_path / "tiny.yaml", tmp_path / "out"
-    exp.write_text(TINY)
-    assert main(["run", str(exp), "-o", str(out), "-q", "--no-report", "-j", "1"]) == 0
-    return out
-
 
 def first_run(out: Path) -> Path:
     return sorted((out / "runs").glob("*.json"))[0]
