@@ -95,6 +95,8 @@ class Simulation:
         self.irq = IrqState(config.cpus)
         self.cpus = [cpu_type(self.env, i, self.machine.socket_of(i), self.irq)
                      for i in range(config.cpus)]
+        for cpu in self.cpus:
+            cpu.metrics = self.metrics
         self.flusher = TlbFlusher(self.machine, self.irq, self.metrics, self.safety)
         self.vm = VmallocModel(self.env, self.machine, config.variant, config.lazy_max_pages,
                                self.flusher, self.metrics, config.workload.vmap_block_dirty,
@@ -214,6 +216,8 @@ class Simulation:
             "set_memory_p99_ns": m.set_memory.percentile(99),
             "set_memory_p999_ns": m.set_memory.percentile(99.9),
             "set_memory_max_ns": m.set_memory.max if m.set_memory.n else float("nan"),
+            "preempt_off_p99_ns": m.preempt_off.percentile(99),
+            "preempt_off_max_ns": m.preempt_off.max if m.preempt_off.n else float("nan"),
             "purges": m.purge.n,
             "purge_mean_ns": m.purge.mean(),
             "purge_max_ns": m.purge.max if m.purge.n else float("nan"),

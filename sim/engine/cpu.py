@@ -29,6 +29,7 @@ from sim.engine.fastpath import consume, handover_event, skip, sleep
 from sim.engine.locks import SpinLock
 
 if TYPE_CHECKING:
+    from sim.engine.metrics import Metrics
     from sim.engine.tracer import Tracer
 
 
@@ -207,7 +208,7 @@ class Cpu:
     """One online CPU executing kernel code paths on behalf of a workload."""
 
     __slots__ = ("env", "id", "socket", "irq", "handlers", "pending", "preempt_count",
-                 "runqueue")
+                 "runqueue", "preempt_off_since", "metrics")
 
     def __init__(self, env: simpy.Environment, cpu_id: int, socket: int, irq: IrqState) -> None:
         self.env = env
@@ -222,6 +223,10 @@ class Cpu:
         interrupt then returns to the same task (no preemption)."""
         self.runqueue: RunQueue | None = None
         """The kworkers that may preempt this CPU's task (made with the first of them)."""
+        self.preempt_off_since = 0.0
+        """When ``preempt_count`` last left zero."""
+        self.metrics: Metrics | None = None
+        """Where the sections run with preemption off are recorded (None: nowhere)."""
         irq.tasks.setdefault(cpu_id, self)
 
     def __repr__(self) -> str:
@@ -300,6 +305,8 @@ class Cpu:
             if end > env.now and not skip(env, end - env.now):
                 yield sleep(env, end - env.now)
             end = self._redo_end(end)
+        if not self.preempt_count:  # preempt_disable(), written out
+            self.preempt_off_since = env.now
         self.preempt_count += 1
         wait = lock.acquire(self)
         if wait is not None:
@@ -315,17 +322,27 @@ class Cpu:
             end = self._redo_end(end)
         lock.release(self)
         self.preempt_count -= 1  # preempt_enable(), written out: one call less per release
-        if not self.preempt_count and self.runqueue is not None and self.runqueue.woken:
-            self.runqueue.preempt_point()
+        if not self.preempt_count:
+            self._preemptible_again()
 
     def preempt_disable(self) -> None:
         """``preempt_disable()``: no kworker takes the CPU until :meth:`preempt_enable`."""
+        if not self.preempt_count:
+            self.preempt_off_since = self.env.now
         self.preempt_count += 1
 
     def preempt_enable(self) -> None:
         """``preempt_enable()``: at zero, a kworker woken meanwhile takes the CPU."""
         self.preempt_count -= 1
-        if not self.preempt_count and self.runqueue is not None and self.runqueue.woken:
+        if not self.preempt_count:
+            self._preemptible_again()
+
+    def _preemptible_again(self) -> None:
+        """``preempt_count`` is back at zero: the section run with preemption off is
+        recorded, and a kworker woken meanwhile takes the CPU."""
+        if self.metrics is not None:
+            self.metrics.preempt_off.record(self.env.now - self.preempt_off_since)
+        if self.runqueue is not None and self.runqueue.woken:
             self.runqueue.preempt_point()
 
     def preempted(self) -> Generator[simpy.Event, None, None]:
@@ -345,6 +362,8 @@ class Cpu:
         """``spin_trylock(lock)`` at the current time; True if taken."""
         yield from self.settle()
         taken = lock.trylock(self)
+        if taken and not self.preempt_count:
+            self.preempt_off_since = self.env.now
         self.preempt_count += taken
         return taken
 

@@ -53,6 +53,7 @@ class Kworker(Cpu):
             task.runqueue = RunQueue(task)
         self.cpu_runqueue = task.runqueue if task is not None else None
         """The run queue of the CPU's task (None: no task there to preempt)."""
+        self.metrics = task.metrics if task is not None else None
 
     def __repr__(self) -> str:
         return f"kworker/{self.id}"
