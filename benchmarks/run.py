@@ -2,12 +2,13 @@
 
 Run from the repository root (it measures the ``sim`` package of this checkout)::
 
-    python benchmarks/run.py                 # ~2 min on 2 cores
-    python benchmarks/run.py --quick         # ~30 s
+    python benchmarks/run.py                 # ~3 min on 2 cores
+    python benchmarks/run.py --quick         # ~1 min
     python benchmarks/run.py --json FILE     # also write every figure as JSON
     python benchmarks/run.py --full-scale    # the CPU-scaling runs at 1e6 operations (~+4 min)
 
-Everything runs in one process. The cases, each run to a fixed number of operations:
+Everything runs in one process. The cases, each timed over a measured window of operations
+(vmapsim's in steady state: see below):
 
 ``bare-simpy``
     The reference: 64 SimPy processes, each ``while True: yield env.timeout(d)`` with ``d``
@@ -28,13 +29,25 @@ Everything runs in one process. The cases, each run to a fixed number of operati
     vmapsim, ``seed-i915`` under ``linux-4.7`` at 64 CPUs with 1e3, 1e5 and 1e6 background
     areas (the simulated first-fit walk grows with them; the Python work should not).
 
-All on ``xeon-2s-112``, ``warmup: 0``, the run ending at its N-th operation (``ops: N``), so
-that ``events`` and ``events_per_op`` are the same on every machine. Each case is timed
-``repeats`` times round-robin (so that load elsewhere hits one repeat of several cases, not
-every repeat of one case); the best wall time of ``env.run`` counts, after ``gc.collect()``.
-Model set-up (background placement) is ``setup_s``, not timed.
+All on ``xeon-2s-112``, ``warmup: 0``. A vmapsim case runs, untimed, to the end of its first
+purge (``WARMUP_PURGES``; none with ``--smoke``), then its window: at least its operations
+(the phase ends at that operation: the ``ops: N`` stop) and at least ``WINDOW_PURGES`` purges
+(3; 1 with ``--quick`` and ``--smoke``: if the operations are done first, the window runs on
+to the end of its last purge). So every window pays its share of purges: ``fix_size`` at 16
+to 256 CPUs purges once every 41,000-74,000 operations, and its window is 3 whole purge
+cycles. A window (or warm-up) that has not reached its purges within ``MAX_WINDOW_OPS`` more
+operations is refused with an error naming its case (:class:`NoPurge`). The references
+(``bare-*`` and the peer, which stays as it was) run their operations from the start. The
+window's length is a model outcome, so ``events`` and ``events_per_op`` are the same on every
+machine. Each case is timed ``repeats`` times round-robin (so that load elsewhere hits one
+repeat of several cases, not every repeat of one case); the best wall time of the window
+counts, after ``gc.collect()``. Model set-up (background placement) is ``setup_s``; neither it
+nor the warm-up is timed.
 
 Figures per case:
+
+``ops``, ``purges``, ``ops_per_purge``, ``warmup_ops``
+    Operations and purges in the window, and the operations of the warm-up before it.
 
 ``events_per_op``, ``steps_per_op``
     SimPy events scheduled per operation, from SimPy's event-id counter (``env._eid``; a sleep
@@ -75,6 +88,7 @@ And three studies:
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import itertools
 import json
@@ -99,6 +113,7 @@ from peer import PeerModel  # noqa: E402
 
 from sim.config.schema import RunConfig  # noqa: E402
 from sim.engine.fastpath import LeanProcess, collector_tuned, sleep  # noqa: E402
+from sim.engine.metrics import Histogram  # noqa: E402
 from sim.experiment.verify import DEFAULT_BUDGET, explore  # noqa: E402
 from sim.mm.variants import presets  # noqa: E402
 from sim.simulation import Simulation  # noqa: E402
@@ -152,7 +167,18 @@ CASES = [
     Case("seed-i915/64/bg=1e5", 25_000, workload="seed-i915", background=100_000),
     Case("seed-i915/64/bg=1e6", 25_000, workload="seed-i915", background=1_000_000),
 ]
-"""Operation counts chosen for ~1-2 s of wall time per full-mode run on an idle 2-core VM."""
+"""Operations of each case's measured window (at least: a vmapsim window also runs to
+``WINDOW_PURGES`` purges), chosen for ~1-2 s of wall time per full-mode run on an idle 2-core
+VM; ``fix_size`` at 16 to 256 CPUs purges every 41,000-74,000 operations, so its window is
+whole purge cycles."""
+WARMUP_PURGES = {"full": 1, "quick": 1, "smoke": 0}
+"""Purges a vmapsim case runs to, untimed, before its window: the window starts in steady
+state, just after a purge (``--smoke`` checks structure: its window starts at the start)."""
+WINDOW_PURGES = {"full": 3, "quick": 1, "smoke": 1}
+"""Purges every vmapsim window holds at least: it runs past its operations to the end of its
+last purge if need be."""
+MAX_WINDOW_OPS = 1_000_000
+"""Operations a window or warm-up may add to wait for a purge before the case is refused."""
 MEMORY_OPS = 5_000
 """Operations of the shorter memory_vs_length run (the longer one runs 10 times as many)."""
 SCALING_OPS = {"full": 100_000, "quick": 20_000, "smoke": 200, "full-scale": 1_000_000}
@@ -160,15 +186,28 @@ SCALING_OPS = {"full": 100_000, "quick": 20_000, "smoke": 200, "full-scale": 1_0
 
 @dataclass
 class Prepared:
-    """A built model, ready to start: its environment, its stop event and its summary."""
+    """A built model, ready to start: its environment, its measured window (a run of
+    ``env``, after an untimed warm-up) and its summary."""
 
     env: simpy.Environment
     start: Callable[[], None]
-    done: Callable[[], simpy.Event | float]
+    window: Callable[[], None]
     summary: Callable[[], dict[str, Any]]
     context: Callable[[], AbstractContextManager[None]] = nullcontext
     """What the run goes on inside: vmapsim's runs, ``collector_tuned`` as in
     ``Simulation.run``; the references, nothing."""
+    warm_up: Callable[[], None] = lambda: None
+    ops: Callable[[], int] = lambda: 0
+    """Operations done so far."""
+    purges: Callable[[], int | None] = lambda: None
+    """Purges done so far (None: a reference, which reports none)."""
+
+    def run(self) -> None:
+        """Warm up and run the window, inside :attr:`context` (untimed)."""
+        self.start()
+        with self.context():
+            self.warm_up()
+            self.window()
 
 
 @dataclass
@@ -176,7 +215,14 @@ class Timing:
     setup_s: float
     wall_s: float
     cpu_s: float
-    events: int | None
+    events: int
+    """Events scheduled in the window (with no warm-up, since the environment was made: the
+    events of the start are processed in the window)."""
+    ops: int
+    """Operations in the window."""
+    warmup_ops: int
+    purges: int | None
+    """Purges in the window."""
     summary: dict[str, Any]
 
 
@@ -203,6 +249,10 @@ class Result:
     us_per_op: float
     peak_mib: float
     memory_ops: int
+    warmup_ops: int = 0
+    purges: int | None = None
+    """Purges in the measured window (vmapsim cases; None for the references)."""
+    ops_per_purge: float = float("nan")
     ratio_to_bare_simpy: float = float("nan")
     ratio_to_peer: float = float("nan")
     ceiling_ratio_to_bare: float = float("nan")
@@ -240,7 +290,8 @@ def build_bare(ops: int, lean: bool = False) -> Prepared:
                 env.process(_bare_proc(env, batch))
 
     until = ops * BARE_MEAN_NS / BARE_PROCS
-    return Prepared(env, start, lambda: until, lambda: {"ops": ops})
+    return Prepared(env, start, lambda: env.run(until=until), lambda: {},
+                    ops=lambda: ops if env.now >= until else 0)
 
 
 def load_catalog(kind: str, name: str) -> dict[str, Any]:
@@ -260,7 +311,8 @@ def run_config(workload: str, cpus: int, background: int | None, ops: int) -> Ru
 
 
 def model_summary(sim: Simulation) -> dict[str, Any]:
-    """Ops and what the model did: the operation mix, walks, purges, simulated throughput."""
+    """What the model did over the whole run (warm-up included): operations, their mix, walks,
+    purges, simulated throughput."""
     m = sim.metrics
     return {"ops": m.ops, "vmalloc": m.vmalloc.n, "vfree": m.vfree.n,
             "set_memory": m.set_memory.n, "purges": m.purge.n, "ipis": m.ipis,
@@ -268,49 +320,123 @@ def model_summary(sim: Simulation) -> dict[str, Any]:
             "sim_ops_per_sec": m.ops / sim.env.now * 1e9 if sim.env.now else 0.0}
 
 
-def build_vmapsim(workload: str, cpus: int, background: int | None, ops: int) -> Prepared:
+class NoPurge(RuntimeError):
+    """A vmapsim case whose window (or warm-up) did not reach its purges: refused, since its
+    figures would leave out the purge cost."""
+
+
+def purge_watch(target: int, stop: simpy.Event) -> type[Histogram]:
+    """A :class:`Histogram` class that also succeeds ``stop`` at its ``target``-th record.
+
+    The benchmark sets it as the class of a run's purge histogram (same slots) while it waits
+    for a purge, and sets :class:`Histogram` back after: a benchmark's stop, never the
+    model's; what the run computes is unchanged."""
+
+    class PurgeWatch(Histogram):
+        __slots__ = ()
+
+        def record(self, ns: float) -> None:
+            Histogram.record(self, ns)
+            if self.n >= target and not stop.triggered:
+                stop.succeed()
+
+    return PurgeWatch
+
+
+class Steady:
+    """A vmapsim run driven in phases: to a number of purges (the warm-up), then to at least
+    a number of operations and of purges more (the window). Each phase is a run of the
+    environment to an event of its own: the operation counter's ``done`` (``ops: N``) at the
+    phase's operation count, or a purge (:func:`purge_watch`)."""
+
+    def __init__(self, name: str, sim: Simulation) -> None:
+        self.name, self.sim, self.metrics = name, sim, sim.metrics
+
+    def to_ops(self, ops: int) -> None:
+        """Run until the ``ops``-th operation of the run (if not there yet)."""
+        m = self.metrics
+        if m.ops < ops:
+            m.done, m.limit = self.sim.env.event(), ops
+            self.sim.env.run(until=m.done)
+
+    def to_purges(self, purges: int, what: str) -> None:
+        """Run until the ``purges``-th purge of the run ends, or refuse the case."""
+        m = self.metrics
+        if m.purge.n >= purges:
+            return
+        stop = self.sim.env.event()
+        m.done, m.limit = stop, m.ops + MAX_WINDOW_OPS
+        m.purge.__class__ = purge_watch(purges, stop)
+        try:
+            self.sim.env.run(until=stop)
+        finally:
+            m.purge.__class__ = Histogram
+        if m.purge.n < purges:
+            raise NoPurge(f"{self.name}: its {what} reached {m.purge.n} of {purges} purges in "
+                          f"{MAX_WINDOW_OPS:,} more operations; a window without purges "
+                          f"leaves out their cost")
+
+    def window(self, ops: int, purges: int) -> None:
+        """At least ``ops`` operations and ``purges`` purges from here."""
+        first = self.metrics.purge.n
+        self.to_ops(self.metrics.ops + ops)
+        self.to_purges(first + purges, "window")
+
+
+def build_vmapsim(workload: str, cpus: int, background: int | None, ops: int,
+                  warmup_purges: int = 0, window_purges: int = 0, name: str = "") -> Prepared:
+    """A vmapsim run; with purges, warmed up to ``warmup_purges`` purges, its window at least
+    ``ops`` operations and ``window_purges`` purges (else exactly ``ops`` operations)."""
     sim = Simulation(run_config(workload, cpus, background, ops), entropy=ENTROPY)
-    return Prepared(sim.env, sim.start_workload, lambda: sim.metrics.done,
-                    lambda: model_summary(sim), collector_tuned)
+    steady = Steady(name or workload, sim)
+    return Prepared(sim.env, sim.start_workload, lambda: steady.window(ops, window_purges),
+                    lambda: model_summary(sim), collector_tuned,
+                    warm_up=lambda: steady.to_purges(warmup_purges, "warm-up"),
+                    ops=lambda: sim.metrics.ops, purges=lambda: sim.metrics.purge.n)
 
 
 def build_peer(cpus: int, ops: int) -> Prepared:
     env = simpy.Environment()
     config = run_config("test_vmalloc-fix_size", cpus, None, ops)
     model = PeerModel(env, config.machine.costs, cpus, config.workload.background.count, ops)
-    return Prepared(env, model.start, lambda: model.done,
-                    lambda: {"ops": model.state.ops,
-                             "sim_ops_per_sec": model.state.ops / env.now * 1e9})
+    return Prepared(env, model.start, lambda: env.run(until=model.done),
+                    lambda: {"sim_ops_per_sec": model.state.ops / env.now * 1e9},
+                    ops=lambda: model.state.ops)
 
 
-def builder(case: Case, ops: int, mode: str) -> Callable[[], Prepared]:
+def builder(case: Case, ops: int, mode: str, steady: bool = True) -> Callable[[], Prepared]:
+    """How to build ``case`` to a window of ``ops`` operations (``steady``: vmapsim's warm-up
+    and window purges of ``mode``; else ``ops`` operations from the start)."""
     if case.kind == "bare":
         return lambda: build_bare(ops)
     if case.kind == "bare-sleep":
         return lambda: build_bare(ops, lean=True)
     if case.kind == "peer":
         return lambda: build_peer(case.cpus, ops)
-    return lambda: build_vmapsim(case.workload, case.cpus, case.background_for(mode), ops)
+    purges = (WARMUP_PURGES[mode], WINDOW_PURGES[mode]) if steady else (0, 0)
+    return lambda: build_vmapsim(case.workload, case.cpus, case.background_for(mode), ops,
+                                 *purges, name=case.name)
 
 
 # --- measuring -------------------------------------------------------------------------------
 
 def counted_steps(build: Callable[[], Prepared]) -> int:
-    """Events processed in a run (``Environment.run`` calls ``self.step()``: a counting
-    wrapper shadows it on the instance)."""
+    """Events processed in the window (``Environment.run`` calls ``self.step()``: a counting
+    wrapper shadows it on the instance once the warm-up is over)."""
     prepared = build()
     env = prepared.env
     step, steps = env.step, itertools.count()
 
     def counting() -> None:
+        step()  # the call that raises StopSimulation (a phase's end) is not counted
         next(steps)
-        step()
 
-    env.step = counting  # type: ignore[method-assign]
     prepared.start()
     with prepared.context():
-        env.run(until=prepared.done())
-    return next(steps) - 1  # the last call raised StopSimulation: it processed the stop
+        prepared.warm_up()
+        env.step = counting  # type: ignore[method-assign]
+        prepared.window()
+    return next(steps)
 
 
 def traced_peak(build: Callable[[], Prepared]) -> float:
@@ -318,29 +444,36 @@ def traced_peak(build: Callable[[], Prepared]) -> float:
     gc.collect()
     tracemalloc.start()
     try:
-        prepared = build()
-        prepared.start()
-        with prepared.context():
-            prepared.env.run(until=prepared.done())
+        build().run()
         return tracemalloc.get_traced_memory()[1] / MIB
     finally:
         tracemalloc.stop()
 
 
+def scheduled(env: simpy.Environment) -> int:
+    """Events scheduled so far: the next event id (ids count from 0; the 4.x internals this
+    SimPy pin guarantees), read from a copy of the counter so as not to use one up."""
+    return next(copy.copy(env._eid))
+
+
 def timed_run(build: Callable[[], Prepared]) -> Timing:
-    """One plain run: set-up, then ``env.run`` timed by wall clock and process CPU time."""
+    """One run: set-up and warm-up, then the window timed by wall clock and process CPU
+    time."""
     t0 = time.perf_counter()
     prepared = build()
     prepared.start()
     setup = time.perf_counter() - t0
-    gc.collect()
-    t0, c0 = time.perf_counter(), time.process_time()
     with prepared.context():
-        prepared.env.run(until=prepared.done())
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    # every event scheduled since the environment was made (ids count from 0; the 4.x
-    # internals this SimPy pin guarantees)
-    return Timing(setup, wall, cpu, next(prepared.env._eid), prepared.summary())
+        prepared.warm_up()
+        ops, purges = prepared.ops(), prepared.purges()
+        events = scheduled(prepared.env) if ops else 0  # no warm-up: the start's events too
+        gc.collect()
+        t0, c0 = time.perf_counter(), time.process_time()
+        prepared.window()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    end = prepared.purges()
+    return Timing(setup, wall, cpu, scheduled(prepared.env) - events, prepared.ops() - ops, ops,
+                  None if end is None else end - purges, prepared.summary())
 
 
 def result(case: Case, ops: int, timings: list[Timing], steps: int, peak: float,
@@ -348,9 +481,9 @@ def result(case: Case, ops: int, timings: list[Timing], steps: int, peak: float,
     """The figures of a case from its timed runs (best wall time)."""
     best = min(timings, key=lambda t: t.wall_s)
     summary = dict(best.summary)
-    done = summary.pop("ops", ops)
-    events = best.events
-    same = all(t.summary == best.summary and t.events == events for t in timings)
+    done, events = best.ops, best.events
+    same = all((t.summary, t.events, t.ops, t.purges) == (best.summary, events, done,
+                                                          best.purges) for t in timings)
     return Result(
         name=case.name, kind=case.kind,
         workload=None if case.kind.startswith("bare") else case.workload,
@@ -360,7 +493,8 @@ def result(case: Case, ops: int, timings: list[Timing], steps: int, peak: float,
         wall_s=best.wall_s, wall_all_s=[t.wall_s for t in timings], cpu_s=best.cpu_s,
         setup_s=min(t.setup_s for t in timings), ops_per_wall_s=done / best.wall_s,
         us_per_op=best.wall_s / done * 1e6, peak_mib=peak, memory_ops=memory_ops,
-        model=summary)
+        warmup_ops=best.warmup_ops, purges=best.purges,
+        ops_per_purge=done / best.purges if best.purges else float("nan"), model=summary)
 
 
 def measure_cases(mode: str, repeats: int) -> list[Result]:
@@ -377,7 +511,7 @@ def measure_cases(mode: str, repeats: int) -> list[Result]:
         print(f"events and memory of {case.name} ...", file=sys.stderr, flush=True)
         steps = counted_steps(builder(case, ops, mode))
         memory_ops = min(ops, max(50, int(case.memory_ops * min(1.0, scale * 5))))
-        peak = traced_peak(builder(case, memory_ops, mode))
+        peak = traced_peak(builder(case, memory_ops, mode, steady=False))
         results.append(result(case, ops, timings[case.name], steps, peak, memory_ops,
                               case.background_for(mode)))
     rate = {r.kind: r.ops_per_wall_s for r in results if r.kind != "vmapsim"}
@@ -455,16 +589,17 @@ def targets(results: list[Result], memory: dict[str, Any], scaling: dict[str, An
 # --- reporting -------------------------------------------------------------------------------
 
 def results_table(results: list[Result]) -> str:
-    head = ("| case | ops | events/op | steps/op | ops/wall-s | x bare SimPy | x peer | us/op | "
-            "ceiling x bare | model share | peak MiB |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    head = ("| case | ops | purges | events/op | steps/op | ops/wall-s | x bare SimPy | x peer | "
+            "us/op | ceiling x bare | model share | peak MiB |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         bare = r.kind.startswith("bare")
         ceiling = "" if bare else f"{r.ceiling_ratio_to_bare:.3f}" \
             if r.ceiling_ratio_to_bare < 100 else "> 100"  # (a run that skips nearly all)
         share = "" if bare else f"{r.model_share:.0%}"
+        purges = "" if r.purges is None else f"{r.purges:,}"
         lines.append(
-            f"| {r.name} | {r.ops:,} | {r.events_per_op:.2f} | {r.steps_per_op:.2f} | "
+            f"| {r.name} | {r.ops:,} | {purges} | {r.events_per_op:.2f} | {r.steps_per_op:.2f} | "
             f"{r.ops_per_wall_s:,.0f} | "
             f"{r.ratio_to_bare_simpy:.3f} | {r.ratio_to_peer:.2f} | {r.us_per_op:.1f} | "
             f"{ceiling} | {share} | {r.peak_mib:.1f} |")

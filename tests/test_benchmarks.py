@@ -6,6 +6,7 @@ time: speed is measured by the benchmark itself and reported, not asserted.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -40,6 +41,13 @@ def test_every_case_has_positive_figures(record: dict) -> None:
                     "ratio_to_bare_simpy", "ratio_to_peer", "peak_mib", "wall_s"):
             assert case[key] > 0, (case["name"], key)
         assert case["deterministic"]
+    for name, case in cases.items():  # every vmapsim window holds a purge; references none
+        if case["kind"] == "vmapsim":
+            assert case["purges"] >= 1, name
+            assert case["ops_per_purge"] == pytest.approx(case["ops"] / case["purges"]), name
+        else:
+            assert case["purges"] is None, name
+        assert case["warmup_ops"] == 0, name  # --smoke: no warm-up
     assert cases["bare-simpy"]["ratio_to_bare_simpy"] == 1.0
     assert cases["peer-simpy/fix_size/64"]["ratio_to_peer"] == 1.0
     assert record["ratio_to_bare_simpy"] == cases["fix_size/64"]["ratio_to_bare_simpy"]
@@ -85,3 +93,14 @@ def test_the_verify_study_is_reported(record: dict) -> None:
         assert study[name]["safe"] is safe
         assert study[name]["schedules"] == len(scenarios()) * study["budget_per_scenario"]
         assert study[name]["cpu_s"] > 0 and study[name]["schedules_per_s"] > 0
+
+
+def test_a_window_without_a_purge_is_refused_naming_its_case(monkeypatch) -> None:
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_run", bench)  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "MAX_WINDOW_OPS", 500)  # fix_size/64 first purges at ~60,000
+    case = next(c for c in bench.CASES if c.name == "fix_size/64")
+    with pytest.raises(bench.NoPurge, match="fix_size/64: its window reached 0 of 1 purges"):
+        bench.timed_run(bench.builder(case, 100, "smoke"))

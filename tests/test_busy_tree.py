@@ -55,6 +55,7 @@ def layouts(draw):
 def build(areas, monkeypatch, bulk):
     monkeypatch.setattr(busy_tree, "BLOCK", 4)
     monkeypatch.setattr(busy_tree, "SCALAR_STEPS", 2)  # exercise the vectorised scans too
+    monkeypatch.setattr(busy_tree, "SMALL_SCAN", 3)  # and the scans of few areas on lists
     tree = BusyTree()
     if bulk:
         tree.bulk_load(np.array([s for s, _ in areas]), np.array([e for _, e in areas]))

@@ -6,7 +6,9 @@
   against taking them one flush each;
 - ``collector_tuned``: the collector's thresholds and frozen objects are back as they were
   after a run, and after a run that raised;
-- the ``fastpath.Environment`` clock: ``now`` and SimPy's ``_now`` are one value.
+- the ``fastpath.Environment`` clock: ``now`` and SimPy's ``_now`` are one value;
+- the busy tree's scan of a small block on its lists (``fastpath.scan_lists``) against the
+  numpy scan of the same block (``busy_tree.scan_arrays``), integer for integer.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.engine.cpu import IrqState
-from sim.engine.fastpath import Environment, collector_tuned
+from sim.engine.fastpath import Environment, collector_tuned, scan_lists
+from sim.mm.busy_tree import scan_arrays
 from sim.mm.safety import SafetyChecker
 from sim.mm.vmap_area import VmapArea
 
@@ -105,3 +108,35 @@ def test_the_fast_clock_is_simpys_clock() -> None:
     env.run(until=100)
     assert seen == [(5, 5), (7.5, 7.5)]
     assert env.now == env._now == 100
+
+
+@st.composite
+def scans(draw: st.DrawFn) -> tuple[list[int], list[int], int, int, int, int, int, int]:
+    """A block of sorted, non-overlapping areas and a scan of it: the first area scanned, the
+    candidate address (near that area's start: an aligned one may pass it), size, alignment,
+    ``vend`` and the hole seen so far."""
+    n = draw(st.integers(1, 80))
+    gaps = draw(st.lists(st.integers(0, 9), min_size=n, max_size=n))
+    sizes = draw(st.lists(st.integers(1, 65), min_size=n, max_size=n))
+    starts, ends, addr = [], [], draw(st.integers(0, 1 << 40))
+    for gap, size in zip(gaps, sizes, strict=True):
+        starts.append(addr + gap)
+        ends.append(addr + gap + size)
+        addr += gap + size
+    i = draw(st.integers(0, n - 1))
+    cand = draw(st.integers(max(0, starts[i] - 12), starts[i] + 12))
+    vend = draw(st.one_of(st.just(ends[-1] + 1000), st.integers(starts[i], ends[-1] + 20)))
+    return (starts, ends, i, cand, draw(st.integers(1, 17)),
+            draw(st.sampled_from([1, 1, 1, 2, 4, 16])), vend, draw(st.integers(0, 12)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(scans())
+def test_scanning_a_block_on_its_lists_is_the_numpy_scan(
+        scan: tuple[list[int], list[int], int, int, int, int, int, int]) -> None:
+    starts, ends, i, addr, size, align, vend, hole = scan
+    arrays = scan_arrays(np.array(starts[i:], dtype=np.int64),
+                         np.array(ends[i:], dtype=np.int64), addr, size, align, vend, hole)
+    lists = scan_lists(starts, ends, i, addr, size, align, vend, hole)
+    assert lists == arrays
+    assert [type(x) for x in lists] == [bool, int, int, int] == [type(x) for x in arrays]

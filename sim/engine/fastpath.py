@@ -4,7 +4,8 @@ The engine reads the clock and schedules events without the layers of calls SimP
 API adds: a clock read as a plain attribute (:class:`Environment`), a timeout queued directly
 (:func:`sleep`), a lock's handover event made and fired directly (:func:`handover_event`,
 :func:`succeed_after`), the CPUs' processes resumed through a short path
-(:class:`LeanProcess`), a sleep that would be the very next event skipped (:func:`skip`). Each
+(:class:`LeanProcess`), a sleep that would be the very next event skipped (:func:`skip`);
+and the busy tree's scan of a small block without numpy (:func:`scan_lists`). Each
 keeps SimPy's semantics exactly (same times, priorities and event ids, so the same order of
 events); the code it stands for is named in a ``NOTE: inlined from ...`` comment, as SimPy
 marks its own inlining. SimPy 4.1 (``simpy>=4.1.2,<5`` in pyproject.toml): the internals are
@@ -14,10 +15,13 @@ marks its own inlining. SimPy 4.1 (``simpy>=4.1.2,<5`` in pyproject.toml): the i
 from __future__ import annotations
 
 import gc
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from heapq import heappush
+from itertools import compress, count, repeat
+from operator import ge, sub
 
 import simpy
 from simpy.core import StopSimulation
@@ -213,3 +217,47 @@ def run_slice(env: simpy.Environment, until: float) -> None:
     env.run(until=None)  # ended by one of the two stops
     if end.callbacks and StopSimulation.callback in end.callbacks:  # the other one did
         end.callbacks.remove(StopSimulation.callback)
+
+
+def scan_lists(starts: list[int], ends: list[int], i: int, addr: int, size: int, align: int,
+               vend: int, hole: int) -> tuple[bool, int, int, int]:
+    """:func:`sim.mm.busy_tree.scan_arrays` (the busy tree's first-fit walk over the
+    areas of one block) over ``starts[i:]``, ``ends[i:]``, without making arrays.
+
+    NOTE: a speed trick, not SimPy's. Below ``busy_tree.SMALL_SCAN`` areas numpy's cost per
+    call outweighs its cost per area; page-aligned walks (``align == 1``: every vmalloc) are
+    taken in C-level passes over the lists instead. The candidates after the first are the
+    ends, so the walk ends at the first end past ``vend - size`` (``bisect``) unless it stops
+    earlier at the first gap of at least ``size``: the gaps are made in one ``map``, the
+    widest (``max``) says whether one fits, and only then is the first found (``compress`` of
+    the gap comparisons). Other alignments take the plain loop. The same integers result."""
+    n = len(starts)
+    reach = addr + size
+    if reach <= starts[i] or reach > vend:
+        return True, addr, 0, hole
+    if align != 1:
+        return _scan_aligned(starts, ends, i, addr, size, align, vend, hole)
+    first = starts[i] - addr
+    k = min(bisect_right(ends, vend - size, i, n) + 1, n) - i  # the walk's end by vend
+    gaps = list(map(sub, starts[i + 1:i + k], ends[i:i + k - 1]))  # gaps[j - 1]: at j
+    widest = max(gaps, default=first)
+    if widest >= size:  # a gap fits before the end by vend: the walk stops at the first
+        k = next(compress(count(1), map(ge, gaps, repeat(size))))
+        widest = max(gaps[:k - 1], default=first)
+    hole = max(hole, first, widest)
+    if i + k < n:
+        return True, ends[i + k - 1], k, hole
+    return False, ends[-1], k, hole
+
+
+def _scan_aligned(starts: list[int], ends: list[int], i: int, addr: int, size: int,
+                  align: int, vend: int, hole: int) -> tuple[bool, int, int, int]:
+    """:func:`scan_lists` for ``align > 1``: the walk one area at a time."""
+    for j in range(i, len(starts)):
+        s = starts[j]
+        if addr + size <= s or addr + size > vend:
+            return True, addr, j - i, hole
+        if s - addr > hole:
+            hole = s - addr
+        addr = -(-ends[j] // align) * align  # ALIGN(va_end, align)
+    return False, addr, len(starts) - i, hole
