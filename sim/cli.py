@@ -40,6 +40,9 @@ from sim.results.store import OutputError
 from sim.results.timeline import parse_window, pick_run, trace_run
 from sim.simulation import RunSpec
 
+PLOT_SETS = ("headline", "all")
+PLOTS_HELP = ("which metrics get plots: the headline set (throughput, p99 latencies, purge "
+              "time, lock wait, safety violations, the workload's own; default) or all")
 TRACES = "traces"
 """``DIR/traces/<run_id>.json``: the timelines written by ``--trace-window``."""
 
@@ -77,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
                           "variant is a proposal mapping)")
     run.add_argument("--no-report", action="store_true",
                      help="write the tables only (no plots, no report.md)")
+    run.add_argument("--plots", choices=PLOT_SETS, default="headline",
+                     help=PLOTS_HELP)
     run.add_argument("-q", "--quiet", action="store_true",
                      help="print only the table (no progress bar, no notes)")
     run.add_argument("--trace-window", metavar="START..END",
@@ -92,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("directory", metavar="DIR")
     report.add_argument("--no-plots", action="store_true",
                         help="tables and report.md only (no matplotlib needed)")
+    report.add_argument("--plots", choices=PLOT_SETS, default="headline", help=PLOTS_HELP)
 
     check = sub.add_parser("check", help="validate an experiment without running it")
     check.add_argument("experiment")
@@ -180,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_experiment(experiment, out, jobs=jobs, progress=on_terminal(args.quiet),
                              executor=executor, scheduler=args.scheduler,
                              resume=args.resume, force=args.force,
-                             report=not args.no_report, log=note)
+                             report=not args.no_report, log=note, plots=args.plots)
     print(format_table(outcome.rows, experiment.swept_keys))
     if args.verify if args.verify is not None else experiment.verify:
         if note:
@@ -259,7 +265,8 @@ def _failures(outcome: ExperimentResult, experiment: Experiment, out: Path) -> i
 
 def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.directory)
-    manifest, report, missing = report_directory(out, plots=not args.no_plots)
+    manifest, report, missing = report_directory(out, plots=not args.no_plots,
+                                                 every=args.plots == "all")
     print(format_table(report.rows, manifest.swept_keys))
     _note(f"\nreport: {report.path} ({len(report.plots)} plots)"
           + (f"; {missing} run(s) have no result file" if missing else ""))
