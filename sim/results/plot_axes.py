@@ -66,26 +66,39 @@ def wrap(text: str, width: int) -> str:
 # --- the y axis ---------------------------------------------------------------------------
 
 
-def y_scale(values: list[float]) -> tuple[str, float]:
+def y_scale(values: list[float], decades: float = DECADES) -> tuple[str, float]:
     """``(scale, linthresh)`` for values of one axis: ``log`` when all are positive and span
-    more than :data:`DECADES`, ``symlog`` when some are 0 or negative and the non-zero ones
-    span that much (linear within the smallest of them), else ``linear``."""
+    more than ``decades``, ``symlog`` when some are 0 or negative and the non-zero ones span
+    that much (linear below the decade of the smallest of them), else ``linear``."""
     finite = [v for v in values if math.isfinite(v)]
     nonzero = [abs(v) for v in finite if v != 0]
-    if not nonzero or max(nonzero) / min(nonzero) <= 10 ** DECADES:
+    if not nonzero or max(nonzero) / min(nonzero) <= 10 ** decades:
         return "linear", 0.0
     if all(v > 0 for v in finite):
         return "log", 0.0
-    return "symlog", min(nonzero)
+    return "symlog", 10.0 ** math.floor(math.log10(min(nonzero)))
 
 
-def style_y(ax: Any, metric: str, values: list[float], label: str) -> None:
+def symlog_ticks(linthresh: float, largest: float) -> list[float]:
+    """0 and the decades from ``linthresh`` up to ``largest`` on both sides; every other
+    decade when there are too many to label."""
+    count = max(0, math.ceil(math.log10(largest / linthresh) + 1e-9)) + 1
+    step = 1 if count <= 4 else 2
+    decades = [linthresh * 10 ** k for k in range(0, count, step)]
+    return sorted([0.0, *decades, *(-d for d in decades)])
+
+
+def style_y(ax: Any, metric: str, values: list[float], label: str,
+            decades: float = DECADES) -> None:
     """The y axis of a panel of ``metric``: scale, unit tick labels and its label."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
-    scale, linthresh = y_scale(values)
+    scale, linthresh = y_scale(values, decades)
     if scale == "symlog":
-        ax.set_yscale("symlog", linthresh=linthresh)
+        ax.set_yscale("symlog", linthresh=linthresh, linscale=1.0)
+        largest = max(abs(v) for v in values if math.isfinite(v))
+        ax.yaxis.set_major_locator(FixedLocator(symlog_ticks(linthresh, largest)))
+        ax.yaxis.set_minor_locator(NullLocator())
     elif scale == "log":
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
@@ -150,9 +163,16 @@ def x_axis(key: str, values: list[Any]) -> XAxis:
     return XAxis(numbers, labels, _x_scale(numbers), f"{key} [{_key_unit(key, values)}]")
 
 
-def numeric_label(key: str, values: list[float]) -> str:
-    """The axis label of a key sampled as floats (a Latin hypercube's)."""
-    return f"{key} [{_key_unit(key, values)}]"
+def style_sampled_x(ax: Any, key: str, values: list[float]) -> None:
+    """The x axis of a key sampled as floats (a Latin hypercube's): a few ticks, times with
+    their unit, and the label."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    if key.endswith("_ns"):
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_ns(v)))
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel(f"{key} [{_key_unit(key, values)}]", fontsize=8)
 
 
 def _x_scale(numbers: list[float]) -> str:

@@ -3,8 +3,8 @@
 * ``plots/<metric>.png``: the metric against the first swept key, one series per variant with
   its 95% interval as error bars (lines over a numeric key, dodged points without lines over a
   categorical one); one panel per combination of the other swept keys.
-* ``plots/<metric>-heatmap.png`` (two swept keys): the mean over both keys, one panel per
-  variant.
+* ``plots/<metric>-heatmap.png`` (two swept keys of three values or more): the mean over
+  both keys, one panel per variant.
 * ``plots/<metric>-paired.png`` (with a baseline): ``variant - baseline`` against the first
   swept key, with the paired interval, and a line at zero.
 * ``plots/capacity.png`` (a capacity search): the probed metric against the key per variant,
@@ -37,6 +37,7 @@ PLOTS = "plots"
 DPI = 80
 PANEL = (3.6, 2.6)  # inches per panel (the data area and its tick labels)
 COLUMNS = 3
+HEATMAP_LEVELS = 3
 HEADLINE = ("ops_per_sec", "vmalloc_p99_ns", "vfree_p99_ns", "set_memory_p99_ns",
             "purge_mean_ns", "vmap_area_lock_wait_ns", "safety_violations",
             "replay_late_mean_ns", "*_avg_usec")
@@ -95,13 +96,13 @@ def write_plots(out_dir: Path, rows: list[dict[str, Any]], swept: list[str],
     without a swept key)."""
     if not swept:
         return []
-    draw, keys = (_scatter, list(sampled)) if sampled else (_lines, swept)
+    draw, keys = (scatter_figure, list(sampled)) if sampled else (line_figure, swept)
     folder = subdirectory(out_dir, PLOTS)
     colors = {v: f"C{i % 10}" for i, v in enumerate(variants)}  # a variant keeps its colour
     paths = []
     if capacity is not None and capacity.key in swept and not sampled:
         mine = [r for r in rows if r["metric"] == capacity.metric]
-        paths.append(_capacity(folder / "capacity.png", mine, capacity, colors))
+        paths.append(_save(capacity_figure(mine, capacity, colors), folder / "capacity.png"))
     for metric in plotted_metrics(rows):
         if not PLAIN_NAME.fullmatch(metric):  # it names a file: nothing outside plots/
             raise ConfigError(f"a metric name cannot name a plot file (letters, digits, "
@@ -110,31 +111,33 @@ def write_plots(out_dir: Path, rows: list[dict[str, Any]], swept: list[str],
         if not (top or every):
             continue
         mine = [r for r in rows if r["metric"] == metric]
-        paths.append(draw(folder / f"{metric}.png", mine, keys, colors, metric))
-        if top and len(swept) == 2 and not sampled:
-            paths.append(_heatmap(folder / f"{metric}-heatmap.png", mine, swept, variants,
-                                  metric))
+        paths.append(_save(draw(mine, keys, colors, metric), folder / f"{metric}.png"))
+        if top and _gridded(mine, swept) and not sampled:
+            paths.append(_save(heatmap_figure(mine, swept, variants, metric),
+                               folder / f"{metric}-heatmap.png"))
         diffs = [r for r in paired if r["metric"] == metric]
         if top and diffs:
             others = {v: c for v, c in colors.items() if v != diffs[0]["baseline"]}
-            paths.append(draw(folder / f"{metric}-paired.png", diffs, keys, others, metric,
-                              baseline=diffs[0]["baseline"]))
+            paths.append(_save(draw(diffs, keys, others, metric, diffs[0]["baseline"]),
+                               folder / f"{metric}-paired.png"))
     return paths
 
 
 # --- the plot kinds -----------------------------------------------------------------------
 
 
-def _lines(path: Path, rows: list[dict[str, Any]], swept: list[str], colors: dict[str, str],
-           metric: str, baseline: str | None = None) -> Path:
+def line_figure(rows: list[dict[str, Any]], swept: list[str], colors: dict[str, str],
+                metric: str, baseline: str | None = None) -> Any:
     """One panel per combination of ``swept[1:]``; x is ``swept[0]``, one series per variant."""
     x_key, facet_keys = swept[0], swept[1:]
     facets = _unique(tuple(_key(r.get(k)) for k in facet_keys) for r in rows)
     xs = _unique(_key(r.get(x_key)) for r in rows)
     x = axis.x_axis(x_key, [json.loads(v) for v in xs])
+    titles = [axis.wrap(", ".join(f"{k}={_shown(v)}" for k, v in zip(facet_keys, facet)), 44)
+              for facet in facets]
     fig, axes = _figure(len(facets), _title(metric, baseline), len(colors),
-                        _lines_of(x.labels), titled=bool(facet_keys))
-    for ax, facet in zip(axes, facets):
+                        _lines_of(x.labels), titled=_lines_of(titles) if facet_keys else 0)
+    for ax, facet, title in zip(axes, facets, titles):
         for slot, (variant, color) in enumerate(colors.items()):
             series = {_key(r.get(x_key)): r for r in rows if r["variant"] == variant
                       and tuple(_key(r.get(k)) for k in facet_keys) == facet}
@@ -144,15 +147,14 @@ def _lines(path: Path, rows: list[dict[str, Any]], swept: list[str], colors: dic
                              == facet], baseline)
         x.apply(ax)
         if facet_keys:
-            ax.set_title(axis.wrap(", ".join(f"{k}={_shown(v)}" for k, v in
-                                             zip(facet_keys, facet)), 48), fontsize=8)
-    return _save(fig, path)
+            ax.set_title(title, fontsize=8)
+    return _legend(fig)
 
 
-def _scatter(path: Path, rows: list[dict[str, Any]], sampled: list[str],
-             colors: dict[str, str], metric: str, baseline: str | None = None) -> Path:
+def scatter_figure(rows: list[dict[str, Any]], sampled: list[str], colors: dict[str, str],
+                   metric: str, baseline: str | None = None) -> Any:
     """One panel per sampled key: every point's mean against that key's value."""
-    fig, axes = _figure(len(sampled), _title(metric, baseline), len(colors), 1, titled=False)
+    fig, axes = _figure(len(sampled), _title(metric, baseline), len(colors), 1, titled=0)
     for ax, key in zip(axes, sampled):
         for variant, color in colors.items():
             mine = sorted((r for r in rows if r["variant"] == variant and _finite(r["mean"])
@@ -163,13 +165,12 @@ def _scatter(path: Path, rows: list[dict[str, Any]], sampled: list[str],
                             markersize=3, capsize=2, linewidth=0.8, label=variant,
                             color=color)
         _finish(ax, metric, rows, baseline)
-        ax.set_xlabel(axis.numeric_label(key, [r[key] for r in rows if _finite(r.get(key))]),
-                      fontsize=8)
-    return _save(fig, path)
+        axis.style_sampled_x(ax, key, [r[key] for r in rows if _finite(r.get(key))])
+    return _legend(fig)
 
 
-def _heatmap(path: Path, rows: list[dict[str, Any]], swept: list[str], variants: list[str],
-             metric: str) -> Path:
+def heatmap_figure(rows: list[dict[str, Any]], swept: list[str], variants: list[str],
+                   metric: str) -> Any:
     """The mean over two swept keys, one panel per variant, on a shared colour scale."""
     x_key, y_key = swept
     xs = _unique(_key(r.get(x_key)) for r in rows)
@@ -203,11 +204,11 @@ def _heatmap(path: Path, rows: list[dict[str, Any]], swept: list[str], variants:
         bar.formatter = _formatter(metric)
         bar.ax.tick_params(labelsize=7)
         bar.update_ticks()
-    return _save(fig, path, legend=False)
+    return fig
 
 
-def _capacity(path: Path, rows: list[dict[str, Any]], limit: CapacityLimit,
-              colors: dict[str, str]) -> Path:
+def capacity_figure(rows: list[dict[str, Any]], limit: CapacityLimit,
+                    colors: dict[str, str]) -> Any:
     """The probed metric against the key per variant, the limit as a horizontal line, and
     each variant's capacity (its largest value within the limit) as a star."""
     values = sorted({r[limit.key] for r in rows if _finite(r.get(limit.key))})
@@ -215,7 +216,7 @@ def _capacity(path: Path, rows: list[dict[str, Any]], limit: CapacityLimit,
     sign = "<=" if limit.upper else ">="
     title = f"capacity: largest {limit.key} with {limit.metric} {sign} " \
             f"{axis.value_text(limit.metric, limit.bound)}"
-    fig, (ax,) = _figure(1, title, len(colors) + 1, 1, columns=1, width=5.2, titled=False)
+    fig, (ax,) = _figure(1, title, len(colors) + 1, 1, columns=1, width=5.2, titled=0)
     for variant, color in colors.items():
         mine = sorted((r for r in rows if r["variant"] == variant and _finite(r["mean"])),
                       key=lambda r: r[limit.key])
@@ -228,13 +229,23 @@ def _capacity(path: Path, rows: list[dict[str, Any]], limit: CapacityLimit,
         if best:
             ax.plot([best[0][limit.key]], [best[0]["mean"]], marker="*", markersize=13,
                     color=color, markeredgecolor="black", linestyle="none", zorder=5)
+            ax.annotate(f"{best[0][limit.key]:g}", (best[0][limit.key], best[0]["mean"]),
+                        xytext=(0, 8), textcoords="offset points", ha="center", fontsize=8,
+                        color=color, weight="bold")
     ax.axhline(limit.bound, color="crimson", linestyle="--", linewidth=1.2,
                label=f"limit: {limit.metric} {sign} "
                      f"{axis.value_text(limit.metric, limit.bound)}")
     axis.style_y(ax, limit.metric, [r["mean"] for r in rows if _finite(r["mean"])]
-                 + [limit.bound], axis.metric_label(limit.metric))
+                 + [limit.bound], axis.metric_label(limit.metric), decades=1.0)
     x.apply(ax)
-    return _save(fig, path)
+    return _legend(fig)
+
+
+def _gridded(rows: list[dict[str, Any]], swept: list[str]) -> bool:
+    """Whether a heatmap adds to the line plot: two swept keys of at least
+    :data:`HEATMAP_LEVELS` values each (with fewer the line plot's panels show every cell)."""
+    return len(swept) == 2 and all(len(_unique(_key(r.get(k)) for r in rows))
+                                   >= HEATMAP_LEVELS for k in swept)
 
 
 def _capacity_label(variant: str, limit: CapacityLimit) -> str:
@@ -283,11 +294,11 @@ def _title(metric: str, baseline: str | None) -> str:
 
 
 def _figure(panels: int, title: str, legend: int, tick_lines: int, colorbar: bool = False,
-            columns: int = COLUMNS, width: float | None = None, titled: bool = True
+            columns: int = COLUMNS, width: float | None = None, titled: int = 1
             ) -> tuple[Any, list[Any]]:
     """A grid of ``panels`` with fixed margins in inches (a layout engine would double the
-    drawing time): the wrapped ``title`` on top, room for the panels' own titles (when
-    ``titled``), a ``legend`` of that many entries below."""
+    drawing time): the wrapped ``title`` on top, room for the panels' own titles of
+    ``titled`` lines, a ``legend`` of that many entries below."""
     from matplotlib.figure import Figure
 
     cols = min(columns, max(1, panels))
@@ -296,9 +307,10 @@ def _figure(panels: int, title: str, legend: int, tick_lines: int, colorbar: boo
     fig_w = panel_w * cols + (0.9 if colorbar else 0.0)
     title = axis.wrap(title, int(fig_w * 13))
     legend_rows = math.ceil(legend / _legend_columns(legend, fig_w)) if legend else 0
-    top = 0.15 + 0.19 * (title.count("\n") + 1) + (0.25 if titled else 0.05)
+    # room for labels of up to 30 characters; _save fits the real ones (never more rows)
+    top = 0.2 + 0.19 * (title.count("\n") + 1) + 0.16 * titled
     bottom = 0.45 + 0.13 * tick_lines + (0.2 * legend_rows + 0.1 if legend else 0.0)
-    gap = 0.55 + 0.13 * tick_lines  # tick labels, x label and panel title of the next row
+    gap = 0.45 + 0.13 * tick_lines + 0.16 * titled  # ticks, x label, the next row's titles
     fig_h = rows * PANEL[1] + (rows - 1) * gap + top + bottom
     fig = Figure(figsize=(fig_w, fig_h))
     margins = {"left": 0.85 / fig_w, "right": 1 - (1.05 if colorbar else 0.2) / fig_w,
@@ -311,20 +323,25 @@ def _figure(panels: int, title: str, legend: int, tick_lines: int, colorbar: boo
     return fig, axes[:panels]
 
 
-def _legend_columns(entries: int, width: float) -> int:
-    return max(1, min(entries, int(width // 2.1)))
+def _legend_columns(entries: int, width: float, longest: int = 30) -> int:
+    """Legend columns that fit in ``width`` inches, entries of ``longest`` characters."""
+    return max(1, min(entries, int(width // (0.45 + 0.065 * longest))))
 
 
-def _save(fig: Any, path: Path, legend: bool = True) -> Path:
-    """One legend for the figure, below its panels (room left by :func:`_figure`); the PNG."""
-    if legend:
-        handles: dict[str, Any] = {}
-        for ax in fig.axes:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                handles.setdefault(label, handle)
-        fig.legend(list(handles.values()), list(handles), loc="lower center",
-                   ncol=_legend_columns(len(handles), fig.get_figwidth()), fontsize=7,
-                   frameon=False, bbox_to_anchor=(0.5, 0.04 / fig.get_figheight()))
+def _legend(fig: Any) -> Any:
+    """One legend for the figure, below its panels (in the room :func:`_figure` left)."""
+    handles: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="lower center",
+               ncol=_legend_columns(len(handles), fig.get_figwidth(),
+                                    max(map(len, handles), default=1)), fontsize=7,
+               frameon=False, bbox_to_anchor=(0.5, 0.04 / fig.get_figheight()))
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     return path
 
