@@ -20,6 +20,8 @@ from sim.config.units import canonical, format_ns, parse_time
 
 DECADES = 1.5
 """Positive values spanning more than this many decades get a logarithmic axis."""
+LABEL = 36
+"""Characters of a y label on one line (a panel's height); longer ones put the unit below."""
 
 
 def unit_of(metric: str) -> str:
@@ -39,7 +41,8 @@ def to_ns(metric: str) -> float:
 def metric_label(metric: str, paired: str | None = None) -> str:
     """A y-axis label: the metric's name and unit (``variant - baseline`` when paired)."""
     name = f"{metric} - {paired}" if paired else metric
-    return f"{name} [{unit_of(metric)}]"
+    unit = f"[{unit_of(metric)}]"
+    return f"{name}\n{unit}" if len(name) + len(unit) > LABEL else f"{name} {unit}"
 
 
 def compact(value: float) -> str:
