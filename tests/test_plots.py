@@ -157,6 +157,18 @@ def test_capacity_plot_draws_the_limit_and_marks_the_capacity() -> None:
     _legend_outside(fig)
 
 
+def test_capacity_plot_only_over_the_probes(tmp_path: Path) -> None:
+    rows = [_row(v, 300.0 * c, 0.0, 400.0 * c, cpus=c, metric="vmalloc_p99_ns")
+            for v in COLORS for c in (1, 2, 4)]
+    found = plots.CapacityLimit("cpus", "vmalloc_p99_ns", 1000.0, True, {"base": 2, "new": 2})
+    names = [p.name for p in plots.write_plots(tmp_path, rows, ["cpus"], list(COLORS), [],
+                                               capacity=found)]
+    assert names[0] == "capacity.png"
+    stale = plots.CapacityLimit("cpus", "vmalloc_p99_ns", 1000.0, True, {"base": 3})
+    assert "capacity.png" not in [p.name for p in plots.write_plots(
+        tmp_path, rows, ["cpus"], list(COLORS), [], capacity=stale)]
+
+
 def test_headline_by_default_every_metric_on_request(tmp_path: Path) -> None:
     rows = [_row(v, 1.0 + c, 0.5, 2.0 + c, cpus=c, metric=m) for v in COLORS
             for m in ("ops_per_sec", "purges", "vmalloc_avg_usec", "never") for c in (1, 2)]

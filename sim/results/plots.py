@@ -100,8 +100,8 @@ def write_plots(out_dir: Path, rows: list[dict[str, Any]], swept: list[str],
     folder = subdirectory(out_dir, PLOTS)
     colors = {v: f"C{i % 10}" for i, v in enumerate(variants)}  # a variant keeps its colour
     paths = []
-    if capacity is not None and capacity.key in swept and not sampled:
-        mine = [r for r in rows if r["metric"] == capacity.metric]
+    mine = [r for r in rows if capacity is not None and r["metric"] == capacity.metric]
+    if capacity is not None and not sampled and _probed(mine, capacity):
         paths.append(_save(capacity_figure(mine, capacity, colors), folder / "capacity.png"))
     for metric in plotted_metrics(rows):
         if not PLAIN_NAME.fullmatch(metric):  # it names a file: nothing outside plots/
@@ -239,6 +239,14 @@ def capacity_figure(rows: list[dict[str, Any]], limit: CapacityLimit,
                  + [limit.bound], axis.metric_label(limit.metric), decades=1.0)
     x.apply(ax)
     return _legend(fig)
+
+
+def _probed(rows: list[dict[str, Any]], limit: CapacityLimit) -> bool:
+    """Whether ``rows`` are the search's probes: every variant's capacity among them (a
+    ``capacity.csv`` left by an earlier search of the directory does not fit a new sweep)."""
+    probes = {(r["variant"], r.get(limit.key)) for r in rows}
+    return bool(rows) and all((variant, within) in probes for variant, within
+                              in limit.within.items() if within is not None)
 
 
 def _gridded(rows: list[dict[str, Any]], swept: list[str]) -> bool:
