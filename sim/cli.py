@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 # The simulator (numpy, SimPy, the model) and the reports are imported by the commands that
 # use them, so that --help, list and check start in a fraction of a second.
 
+PLOT_SETS = ("headline", "all")
+PLOTS_HELP = ("which metrics get plots: the headline set (throughput, p99 latencies, purge "
+              "time, lock wait, safety violations, the workload's own; default) or all")
 TRACES = "traces"
 """``DIR/traces/<run_id>.json``: the timelines written by ``--trace-window``."""
 
@@ -86,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                           "variant is a proposal mapping)")
     run.add_argument("--no-report", action="store_true",
                      help="write the tables only (no plots, no report.md)")
+    run.add_argument("--plots", choices=PLOT_SETS, default="headline",
+                     help=PLOTS_HELP)
     run.add_argument("-q", "--quiet", action="store_true",
                      help="print only the table (no progress bar, no notes)")
     run.add_argument("--trace-window", metavar="START..END",
@@ -101,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("directory", metavar="DIR")
     report.add_argument("--no-plots", action="store_true",
                         help="tables and report.md only (no matplotlib needed)")
+    report.add_argument("--plots", choices=PLOT_SETS, default="headline", help=PLOTS_HELP)
 
     check = sub.add_parser("check", help="validate an experiment without running it")
     check.add_argument("experiment")
@@ -198,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                              executor=executor, scheduler=args.scheduler,
                              resume=args.resume, force=args.force,
                              reuse_other_versions=args.reuse_other_versions,
-                             report=not args.no_report, log=note)
+                             report=not args.no_report, log=note, plots=args.plots)
     print(format_table(outcome.rows, experiment.swept_keys, experiment.variant_names,
                        outcome.paired, experiment.baseline))
     if args.verify if args.verify is not None else experiment.verify:
@@ -284,7 +290,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sim.results.report import format_table, report_directory
 
     out = Path(args.directory)
-    manifest, report, missing = report_directory(out, plots=not args.no_plots)
+    manifest, report, missing = report_directory(out, plots=not args.no_plots,
+                                                 every=args.plots == "all")
     print(format_table(report.rows, manifest.swept_keys, manifest.variants, report.paired,
                        manifest.baseline))
     _note(f"\nreport: {report.path} ({len(report.plots)} plots)"

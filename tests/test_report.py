@@ -35,8 +35,10 @@ def test_plots_are_png_files_that_open(reported: Path) -> None:
 
     pngs = sorted((reported / "plots").glob("*.png"))
     names = {p.name for p in pngs}
-    assert {"ops_per_sec.png", "ops_per_sec-heatmap.png", "ops_per_sec-paired.png",
-            "purge_mean_ns.png", "vmalloc_p99_ns-heatmap.png"} <= names
+    assert {"ops_per_sec.png", "ops_per_sec-paired.png", "purge_mean_ns.png",
+            "vmalloc_p99_ns-paired.png"} <= names
+    assert "purges.png" not in names  # not a headline metric: only with --plots all
+    assert not any("heatmap" in n for n in names)  # 2 x 2 points: the panels show them all
     for png in pngs:
         assert png.read_bytes()[:8] == PNG
         height, width, channels = imread(png).shape
@@ -79,9 +81,10 @@ def test_paired_csv(reported: Path) -> None:
 
 def test_run_writes_the_report_for_one_swept_key(tmp_path: Path) -> None:
     assert main(["run", TINY, "-q", "-o", str(tmp_path), "-j", "2", "--set",
-                 "workload.background.count=100"]) == 0
+                 "workload.background.count=100", "--plots", "all"]) == 0
     names = {p.name for p in (tmp_path / "plots").glob("*.png")}
-    assert "ops_per_sec.png" in names
+    assert {"ops_per_sec.png", "purges.png", "lazy_pages_peak.png"} <= names  # every metric
+    assert "Every metric against `cpus`" in (tmp_path / "report.md").read_text()
     assert not any("heatmap" in n or "paired" in n for n in names)  # one key, no baseline
     assert sorted(_embedded(tmp_path / "report.md")) == sorted(f"plots/{n}" for n in names)
 

@@ -11,6 +11,7 @@ import pytest
 from sim.cli import main
 from sim.config.loader import ConfigError
 from sim.experiment.capacity import Limit, bisect
+from sim.results.plots import available as plots_available
 
 TINY = str(Path(__file__).parent / "data" / "tiny.yaml")
 
@@ -89,6 +90,11 @@ def test_capacity_end_to_end(tmp_path: Path, capsys) -> None:
             assert not cap["cpus"] or int(cap["first_beyond"]) == int(cap["cpus"]) + 1
     assert main(args) == 0  # a rerun reuses every run
     assert capsys.readouterr().out == out
+    if plots_available():  # the report of the search: its plot first, with the limit
+        assert main(["report", str(tmp_path)]) == 0
+        report = (tmp_path / "report.md").read_text()
+        assert (tmp_path / "plots" / "capacity.png").is_file()
+        assert report.index("plots/capacity.png") < report.index("plots/ops_per_sec.png")
 
 
 @pytest.mark.parametrize("extra,fragment", [

@@ -130,13 +130,13 @@ def capacity_search(experiment: Experiment, key: str, low: int, high: int, limit
 
     found = bisect(variants, low, high, limit, evaluate)
     probed = sorted({x for cap in found for x in cap.probes})
+    if out_dir is not None:  # before the report, whose capacity plot is drawn from it
+        write_csv(Path(out_dir) / "capacity.csv", capacity_rows(found, key, limit),
+                  ["variant", "metric", "limit", "bound", key, "first_beyond", "probes"])
     final = run_experiment(_probing(experiment, key, probed, variants), out_dir, resume=True,
                            report=report, **run_options)
-    if out_dir is not None:
-        write_csv(out_dir / "capacity.csv", capacity_rows(found, key, limit),
-                  ["variant", "metric", "limit", "bound", key, "first_beyond", "probes"])
-        if report:
-            _add_to_report(out_dir / REPORT, capacity_markdown(found, key, limit))
+    if out_dir is not None and report:
+        _add_to_report(Path(out_dir) / REPORT, capacity_markdown(found, key, limit))
     return found, final
 
 

@@ -75,20 +75,21 @@ def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jo
                    progress: bool = False, *, executor: str = "local",
                    scheduler: str | None = None, resume: bool = False, force: bool = False,
                    report: bool = True, log: Callable[[str], None] | None = None,
-                   reuse_other_versions: bool = False) -> ExperimentResult:
+                   reuse_other_versions: bool = False, plots: str = "headline"
+                   ) -> ExperimentResult:
     """Run every spec of ``experiment`` on ``jobs`` workers of ``executor`` (``local`` or
     ``dask``; ``scheduler`` joins a running Dask cluster).
 
     With ``out_dir``: refuse a directory holding another experiment's runs unless ``resume``
     (keep the finished runs that match and compute the rest) or ``force`` (start over); write
     each run as it finishes, then the tables and, with ``report``, the plots (when matplotlib
-    is installed) and ``report.md``. ``log`` receives one-line notes (resumed runs, damaged
-    files). ``resume`` refuses runs written with other versions unless
-    ``reuse_other_versions``.
+    is installed; the headline metrics', every metric's with ``plots="all"``) and
+    ``report.md``. ``log`` receives one-line notes (resumed runs, damaged files). ``resume``
+    refuses runs written with other versions unless ``reuse_other_versions``.
     """
     out = Path(out_dir) if out_dir is not None else None
     options = (jobs, progress, executor, scheduler, resume, force, report, log,
-               reuse_other_versions)
+               reuse_other_versions, plots)
     if out is None:
         return _run(experiment, None, *options)
     with exclusive(out):  # one vmapsim at a time writes into a directory
@@ -97,7 +98,8 @@ def run_experiment(experiment: Experiment, out_dir: str | Path | None = None, jo
 
 def _run(experiment: Experiment, out: Path | None, jobs: int, progress: bool, executor: str,
          scheduler: str | None, resume: bool, force: bool, report: bool,
-         log: Callable[[str], None] | None, reuse_other_versions: bool) -> ExperimentResult:
+         log: Callable[[str], None] | None, reuse_other_versions: bool,
+         plots: str = "headline") -> ExperimentResult:
     specs = experiment.specs()
     done: dict[str, dict[str, Any]] = {}
     if out is not None:
@@ -133,7 +135,8 @@ def _run(experiment: Experiment, out: Path | None, jobs: int, progress: bool, ex
         bar.close()
     results = [done[spec.run_id] for spec in specs]
     try:
-        return _summarise(experiment, specs, results, out, report, len(specs) - len(todo))
+        return _summarise(experiment, specs, results, out, report, len(specs) - len(todo),
+                          plots)
     except OSError as exc:
         raise OutputError(f"{out}: cannot write the tables and report: {_reason(exc)}; all "
                           f"{len(specs)} runs are kept in {out / RUNS} (make room, then run "
@@ -184,7 +187,8 @@ def _execute(specs: list[RunSpec], kind: str, jobs: int, scheduler: str | None
 
 
 def _summarise(experiment: Experiment, specs: list[RunSpec], results: list[dict[str, Any]],
-               out: Path | None, report: bool, reused: int) -> ExperimentResult:
+               out: Path | None, report: bool, reused: int, plots: str = "headline"
+               ) -> ExperimentResult:
     swept = experiment.swept_keys
     if out is None:
         rows = summary_rows(results, swept)
@@ -192,7 +196,8 @@ def _summarise(experiment: Experiment, specs: list[RunSpec], results: list[dict[
             if experiment.baseline else []
         return ExperimentResult(experiment, results, rows, paired, reused)
     manifest = manifest_of(experiment, specs)
-    written = write_report(out, manifest, results, plots=plots_available()) if report \
+    written = write_report(out, manifest, results, plots=plots_available(),
+                           every=plots == "all") if report \
         else write_tables(out, manifest, results)
     return ExperimentResult(experiment, results, written.rows, written.paired, reused,
                             written.plots)

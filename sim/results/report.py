@@ -8,6 +8,7 @@ beside the tables. ``vmapsim run`` calls it at the end, ``vmapsim report DIR`` o
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ __all__ = ["REPORT", "TABLE_METRICS", "format_table", "report_directory", "write
 # --- the report of an output directory ---------------------------------------------------------
 
 REPORT = "report.md"
+CAPACITY = "capacity.csv"
+"""Written by a capacity search (:mod:`sim.experiment.capacity`); its plot is drawn from it."""
 
 
 @dataclass
@@ -85,21 +88,40 @@ def write_tables(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]
 
 
 def write_report(out_dir: Path, manifest: Manifest, results: list[dict[str, Any]],
-                 plots: bool = True) -> Report:
-    """Write the tables, the plots (when ``plots``) and ``report.md`` of ``results``."""
+                 plots: bool = True, every: bool = False) -> Report:
+    """Write the tables, the plots (when ``plots``: the headline metrics' or, with ``every``,
+    all of them) and ``report.md`` of ``results``."""
     report = write_tables(out_dir, manifest, results)
-    headline = [name for name, _, _ in TABLE_METRICS]
     if plots:
-        report.plots = plotting.write_plots(out_dir, report.rows, manifest.swept_keys,
-                                            manifest.variants, report.paired, headline,
-                                            manifest.sampled_keys)
+        report.plots = plotting.write_plots(
+            out_dir, report.rows, manifest.swept_keys, manifest.variants, report.paired,
+            plotting.HEADLINE, manifest.sampled_keys, every=every,
+            capacity=capacity_limit(out_dir, manifest.swept_keys))
     report.path = out_dir / REPORT
     lock_stat = (out_dir / "lock_stat.txt").read_text()
-    write_atomic(report.path, markdown(manifest, results, report, lock_stat, out_dir, plots))
+    write_atomic(report.path, markdown(manifest, results, report, lock_stat, out_dir, plots,
+                                       every))
     return report
 
 
-def report_directory(out_dir: Path, plots: bool = True) -> tuple[Manifest, Report, int]:
+def capacity_limit(out_dir: Path, swept: list[str]) -> plotting.CapacityLimit | None:
+    """The limit and capacities of ``DIR/capacity.csv`` (a capacity search of the one swept
+    key), for its plot; None without that file or when it does not fit the sweep."""
+    try:
+        with (out_dir / CAPACITY).open(newline="") as handle:
+            table = list(csv.DictReader(handle))
+        key = swept[0] if len(swept) == 1 else None
+        if not table or key is None or key not in table[0]:
+            return None
+        within = {r["variant"]: float(r[key]) if r[key] else None for r in table}
+        return plotting.CapacityLimit(key, table[0]["metric"], float(table[0]["bound"]),
+                                      table[0]["limit"] == "max", within)
+    except (OSError, ValueError, KeyError, csv.Error):
+        return None
+
+
+def report_directory(out_dir: Path, plots: bool = True, every: bool = False
+                     ) -> tuple[Manifest, Report, int]:
     """``vmapsim report DIR``: rebuild the report from the run files; also the number of runs
     the manifest lists that have no usable result file."""
     manifest = read_manifest(out_dir)
@@ -109,10 +131,11 @@ def report_directory(out_dir: Path, plots: bool = True) -> tuple[Manifest, Repor
     if plots:
         plotting.require(str(out_dir))
     with exclusive(out_dir):
-        return _report(out_dir, manifest, plots)
+        return _report(out_dir, manifest, plots, every)
 
 
-def _report(out_dir: Path, manifest: Manifest, plots: bool) -> tuple[Manifest, Report, int]:
+def _report(out_dir: Path, manifest: Manifest, plots: bool, every: bool
+            ) -> tuple[Manifest, Report, int]:
     found = []
     for run_id in manifest.run_ids:
         result, problem = read_run_checked(out_dir, run_id)
@@ -123,11 +146,12 @@ def _report(out_dir: Path, manifest: Manifest, plots: bool) -> tuple[Manifest, R
                               str(run_path(out_dir, run_id)))
         found.append(result)
     results = [r for r in found if r is not None]
-    return manifest, write_report(out_dir, manifest, results, plots), len(found) - len(results)
+    return (manifest, write_report(out_dir, manifest, results, plots, every),
+            len(found) - len(results))
 
 
 def markdown(manifest: Manifest, results: list[dict[str, Any]], report: Report,
-             lock_stat: str, out_dir: Path, plots: bool) -> str:
+             lock_stat: str, out_dir: Path, plots: bool, every: bool = False) -> str:
     """``report.md``: summary, headline and paired tables, failures, plots, lock_stat."""
     ok = sum(r.get("status") == "ok" for r in results)
     failed = [r for r in results if r.get("status") != "ok"]
@@ -164,7 +188,7 @@ def markdown(manifest: Manifest, results: list[dict[str, Any]], report: Report,
         out += ["", "## Failed runs", ""]
         out += [f"* `{r['run_id']}` {_describe(r, manifest.swept_keys)}: "
                 f"{r.get('error', 'unknown error')}" for r in failed]
-    out += ["", "## Plots", ""] + _plot_section(report.plots, out_dir, plots, manifest)
+    out += ["", "## Plots", ""] + _plot_section(report.plots, out_dir, plots, manifest, every)
     out += ["", "## lock_stat", "", "In the format of the kernel's `/proc/lock_stat` (lock_stat "
             "version 0.4), one block per variant and point: per-run means over the "
             "replications (counts rounded), min and max columns over the runs, times in us; "
@@ -242,8 +266,8 @@ def _value(value: float, unit: str, signed: bool) -> str:
     return f"{sign}{value:.3g}"
 
 
-def _plot_section(pngs: list[Path], out_dir: Path, plots: bool, manifest: Manifest
-                  ) -> list[str]:
+def _plot_section(pngs: list[Path], out_dir: Path, plots: bool, manifest: Manifest,
+                  every: bool) -> list[str]:
     if not plots and plotting.available():
         return ["Plots were not drawn (`--no-plots`; `vmapsim report DIR` draws them)."]
     if not plots:
@@ -251,12 +275,14 @@ def _plot_section(pngs: list[Path], out_dir: Path, plots: bool, manifest: Manife
                 "then `vmapsim report DIR`)."]
     if not manifest.swept_keys:
         return ["Nothing is swept, so there is nothing to plot against."]
+    which = ("Every metric" if every else "Each headline metric (`--plots all` draws every "
+             "metric)")
     if manifest.sampled_keys:
-        out = ["Each metric against each sampled key (one panel per key, pooled over the other "
+        out = [f"{which} against each sampled key (one panel per key, pooled over the other "
                "swept keys), one colour per variant, with 95% interval bars; metrics that are "
                "zero everywhere are left out."]
     else:
-        out = [f"Each metric against `{manifest.swept_keys[0]}`, one line per variant, with 95%"
+        out = [f"{which} against `{manifest.swept_keys[0]}`, one series per variant, with 95%"
                " interval bars; metrics that are zero everywhere are left out."]
     for png in pngs:
         rel = png.relative_to(out_dir).as_posix()
