@@ -31,6 +31,7 @@ from typing import Any
 
 from sim.config.loader import ConfigError, shown
 from sim.results import plot_axes as axis
+from sim.results.stats import percentile_q
 from sim.results.store import PLAIN_NAME, subdirectory
 
 PLOTS = "plots"
@@ -298,6 +299,8 @@ def _dodge(x: axis.XAxis, slot: int, slots: int) -> float:
 def _title(metric: str, baseline: str | None) -> str:
     if baseline:
         return f"{metric}: variant - {baseline}, mean of paired differences and 95% interval"
+    if percentile_q(metric) is not None:
+        return f"{metric}: from the replications' merged histograms, 95% bootstrap interval"
     return f"{metric}: mean over replications and 95% interval"
 
 
