@@ -37,6 +37,7 @@ from sim.mm.vmalloc import VmallocModel
 from sim.workloads.common import Control, irq_noise, place_background
 from sim.workloads.kinds import KINDS
 from sim.workloads.metric_names import HISTOGRAMS
+from sim.workloads.rt_probe import probe_cpus, rt_probe
 
 if TYPE_CHECKING:
     from sim.engine.tracer import Tracer
@@ -97,6 +98,7 @@ class Simulation:
                      for i in range(config.cpus)]
         for cpu in self.cpus:
             cpu.metrics = self.metrics
+            cpu.preemption = config.machine.preemption
         self.flusher = TlbFlusher(self.machine, self.irq, self.metrics, self.safety)
         self.vm = VmallocModel(self.env, self.machine, config.variant, config.lazy_max_pages,
                                self.flusher, self.metrics, config.workload.vmap_block_dirty,
@@ -113,6 +115,10 @@ class Simulation:
             rng = stream(self.entropy, "workload", cpu.id)
             self.workers.append(LeanProcess(
                 self.env, process(self.env, cpu, self.vm, workload, rng, self.control)))
+        if workload.rt_probe is not None:
+            for i in probe_cpus(workload.rt_probe, len(self.cpus)):
+                self.env.process(rt_probe(self.env, self.cpus[i], self.vm, workload.rt_probe,
+                                          self.metrics, self.control))
         if workload.irq_noise.rate > 0:
             self.env.process(irq_noise(self.env, self.irq, self.cpus, workload.irq_noise,
                                        stream(self.entropy, "irq"), self.control))
@@ -216,6 +222,8 @@ class Simulation:
             "set_memory_p99_ns": m.set_memory.percentile(99),
             "set_memory_p999_ns": m.set_memory.percentile(99.9),
             "set_memory_max_ns": m.set_memory.max if m.set_memory.n else float("nan"),
+            "rt_latency_p99_ns": m.rt_latency.percentile(99),
+            "rt_latency_max_ns": m.rt_latency.max if m.rt_latency.n else float("nan"),
             "preempt_off_p99_ns": m.preempt_off.percentile(99),
             "preempt_off_max_ns": m.preempt_off.max if m.preempt_off.n else float("nan"),
             "purges": m.purge.n,

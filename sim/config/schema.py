@@ -149,6 +149,13 @@ class MachineProfile(Strict):
     """Size of one last-level cache domain; default: unbounded."""
     vmalloc_space: Pages = Field(description="VMALLOC_END - VMALLOC_START")
     tlb_single_page_flush_ceiling: int = Field(ge=0)
+    preemption: Literal["none", "voluntary", "full"] = Field(
+        default="full",
+        description="the kernel's preemption model: where a woken task (a kworker, the "
+                    "rt_probe) can take a CPU from its task. full (CONFIG_PREEMPT): wherever "
+                    "preempt_count falls to zero; voluntary (CONFIG_PREEMPT_VOLUNTARY): also at "
+                    "might_sleep() points; none (CONFIG_PREEMPT_NONE): only at cond_resched(), "
+                    "cond_resched_lock() breaks, blocking and return to user space")
     costs: Costs
 
     @model_validator(mode="after")
@@ -229,6 +236,16 @@ class IrqNoise(Strict):
     preempt_mean: TimeNs = Field(default=0.0, description="0: CONFIG_PREEMPT_NONE")
 
 
+class RtProbe(Strict):
+    """A cyclictest-like probe (rt-tests' cyclictest: clock_nanosleep to an absolute time,
+    latency = wake-up - expiry): on each chosen CPU a SCHED_FIFO thread whose timer expires
+    every ``interval``; its latency is from the expiry to the thread running."""
+
+    interval: PositiveTimeNs = Field(default=1e6, description="cyclictest -i (default 1000 us)")
+    cpus: Literal["all"] | list[Annotated[int, Field(ge=0)]] = "all"
+    work: TimeNs = Field(default=1000.0, description="what the thread does once woken")
+
+
 class WorkloadBase(Strict):
     """What every workload kind shares: its name, the machine-wide state it starts from and
     the noise it runs under. A kind adds what each CPU issues."""
@@ -243,6 +260,9 @@ class WorkloadBase(Strict):
                     "the workload's own vm_map_ram calls are modelled apart)")
     background: Background = Field(default_factory=Background)
     irq_noise: IrqNoise = Field(default_factory=IrqNoise)
+    rt_probe: RtProbe | None = Field(
+        default=None, description="a cyclictest-like periodic high-priority task per CPU "
+                                  "whose wake-up latency is measured (none: no probe)")
 
     def largest_request(self) -> int:
         """The largest single request in pages (checked against the vmalloc space)."""

@@ -158,14 +158,19 @@ class RunQueue:
     IPI wait); from then on until it gives the CPU back the task makes no progress past its
     next scheduling point (it takes no lock, touches no shared state). Modelled on
     ``CONFIG_PREEMPT`` (Linux 2.6 on), where ``preempt_enable()`` calls ``schedule()`` when a
-    wake-up set ``need_resched``.
+    wake-up set ``need_resched``. With the task's ``preemption`` ``voluntary`` or ``none``
+    (``CONFIG_PREEMPT_VOLUNTARY``, ``_NONE``) a woken kworker waits instead for the task's
+    next explicit point (:meth:`Cpu.cond_resched`; with ``voluntary`` also
+    :meth:`Cpu.might_sleep`), where the kernel's ``need_resched`` test schedules it.
     """
 
-    __slots__ = ("env", "task", "running", "woken", "resume")
+    __slots__ = ("env", "task", "running", "woken", "resume", "full")
 
     def __init__(self, task: Cpu) -> None:
         self.env = task.env
         self.task = task
+        self.full = task.preemption == "full"
+        """CONFIG_PREEMPT: any preemption point lets a woken kworker in."""
         self.running = 0
         """Kworkers that have the CPU now."""
         self.woken: list[simpy.Event] = []
@@ -176,7 +181,7 @@ class RunQueue:
     def switch_in(self) -> simpy.Event | None:
         """A woken kworker asks for the CPU: None if it has it now, else the event of the
         task's next preemption point."""
-        if not self.task.preempt_count:
+        if self.full and not self.task.preempt_count:
             self.running += 1
             return None
         event = handover_event(self.env)
@@ -184,7 +189,8 @@ class RunQueue:
         return event
 
     def preempt_point(self) -> None:
-        """The task's ``preempt_count`` reached zero: the woken kworkers take the CPU."""
+        """The task's ``preempt_count`` reached zero under ``CONFIG_PREEMPT``, or it reached an
+        explicit scheduling point: the woken kworkers take the CPU."""
         woken, self.woken = self.woken, []
         self.running += len(woken)
         for event in woken:
@@ -208,7 +214,7 @@ class Cpu:
     """One online CPU executing kernel code paths on behalf of a workload."""
 
     __slots__ = ("env", "id", "socket", "irq", "handlers", "pending", "preempt_count",
-                 "runqueue", "preempt_off_since", "metrics")
+                 "runqueue", "preempt_off_since", "metrics", "preemption")
 
     def __init__(self, env: simpy.Environment, cpu_id: int, socket: int, irq: IrqState) -> None:
         self.env = env
@@ -227,6 +233,9 @@ class Cpu:
         """When ``preempt_count`` last left zero."""
         self.metrics: Metrics | None = None
         """Where the sections run with preemption off are recorded (None: nowhere)."""
+        self.preemption = "full"
+        """The kernel's preemption model (``none``, ``voluntary``, ``full``), as the
+        machine sets it: where a woken kworker can take the CPU (:class:`RunQueue`)."""
         irq.tasks.setdefault(cpu_id, self)
 
     def __repr__(self) -> str:
@@ -342,8 +351,27 @@ class Cpu:
         recorded, and a kworker woken meanwhile takes the CPU."""
         if self.metrics is not None:
             self.metrics.preempt_off.record(self.env.now - self.preempt_off_since)
-        if self.runqueue is not None and self.runqueue.woken:
+        if self.runqueue is not None and self.runqueue.woken and self.runqueue.full:
             self.runqueue.preempt_point()
+
+    def need_resched(self) -> bool:
+        """``need_resched()``: a woken kworker waits for this CPU."""
+        return self.runqueue is not None and bool(self.runqueue.woken)
+
+    def cond_resched(self) -> Generator[simpy.Event, None, None]:
+        """``cond_resched()`` (and the scheduling point of a ``cond_resched_lock()`` break,
+        of blocking, of a return to user space), in every preemption model: a woken kworker
+        takes the CPU now, and the task goes on once they have all given it back."""
+        if self.need_resched() and not self.preempt_count:
+            self.runqueue.preempt_point()
+        if self.runqueue is not None and self.runqueue.running:
+            yield from self.preempted()
+
+    def might_sleep(self) -> Generator[simpy.Event, None, None]:
+        """``might_sleep()``: a scheduling point under ``CONFIG_PREEMPT_VOLUNTARY`` (under
+        ``full`` the preemption point came already, under ``none`` there is none)."""
+        if self.preemption == "voluntary":
+            yield from self.cond_resched()
 
     def preempted(self) -> Generator[simpy.Event, None, None]:
         """At a scheduling point while kworkers have the CPU: wait until they give it back.
@@ -370,6 +398,7 @@ class Cpu:
     def mutex_lock(self, lock: SpinLock) -> Generator[simpy.Event, None, None]:
         """``mutex_lock(lock)`` of a mutex modelled as a lock with a wake-up handoff: unlike a
         spinlock's, its waiter (asleep) and its holder can be preempted."""
+        yield from self.might_sleep()
         yield from self.settle()
         wait = lock.acquire(self)
         if wait is not None:
@@ -377,7 +406,10 @@ class Cpu:
 
     def sleep_on(self, event: simpy.Event) -> Generator[simpy.Event, None, None]:
         """Sleep until ``event`` (a mutex wait, ``wait_for_completion``), settled: a kworker
-        gives its CPU back meanwhile (:class:`~sim.mm.workqueue.Kworker`)."""
+        gives its CPU back meanwhile (:class:`~sim.mm.workqueue.Kworker`); a task blocking
+        lets the kworkers woken on its CPU run, in every preemption model."""
+        if self.need_resched() and not self.preempt_count:
+            self.runqueue.preempt_point()
         yield from self._wait(event)
 
     def mutex_trylock(self, lock: SpinLock) -> Generator[simpy.Event, None, bool]:

@@ -142,8 +142,12 @@ class LazyPurge:
                 self._subtract_lazy(cpu, chunk)
             if first + every < len(nodes):
                 yield from cpu.settle()
-                if lock.waiters:  # cond_resched_lock(&vmap_area_lock), 5.5+ the free lock
+                # cond_resched_lock(&vmap_area_lock) (5.5+ the free lock): a break when another
+                # CPU spins on it (spin_needbreak(), 0 without CONFIG_PREEMPT) or a task woken
+                # on this CPU waits (need_resched()), which then runs
+                if (lock.waiters and cpu.preemption == "full") or cpu.need_resched():
                     yield from cpu.spin_unlock(lock)
+                    yield from cpu.cond_resched()
                     yield from cpu.spin_lock(lock)
         cpu.charge(self.costs.lock_acquire_ns)
         yield from cpu.spin_unlock(lock)

@@ -82,6 +82,6 @@ def irq_noise(env: simpy.Environment, irq: IrqState, cpus: list[Cpu], noise: Irq
         yield env.timeout(gaps.next())
         cpu = cpus[targets.next()]
         switched_out = preempts.next() if preempts else 0.0
-        if cpu.preempt_count:
+        if cpu.preempt_count or cpu.preemption != "full":  # interrupt return: no preemption
             switched_out = 0.0
         irq.deliver_one(cpu.id, env.now, lengths.next(), switched_out)

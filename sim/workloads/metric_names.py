@@ -13,14 +13,15 @@ RUN_METRICS = (
     "ops_per_sec", "vmalloc_p50_ns", "vmalloc_p99_ns", "vmalloc_mean_ns", "vmalloc_p999_ns",
     "vmalloc_max_ns", "vfree_p50_ns", "vfree_p99_ns", "vfree_p999_ns", "vfree_max_ns",
     "set_memory_p50_ns", "set_memory_p99_ns", "set_memory_p999_ns", "set_memory_max_ns",
-    "preempt_off_p99_ns", "preempt_off_max_ns", "purges", "purge_mean_ns",
+    "rt_latency_p99_ns", "rt_latency_max_ns", "preempt_off_p99_ns", "preempt_off_max_ns",
+    "purges", "purge_mean_ns",
     "purge_max_ns", "purged_areas", "purged_nodes", "tlb_flush_full", "tlb_flush_range", "ipis",
     "vmap_area_lock_wait_ns", "vmap_area_lock_hold_max_ns", "vmap_area_lock_contentions",
     "purge_lock_contentions", "purge_lock_wait_ns", "purge_trylock_failures", "alloc_walk_mean",
     "lazy_pages_peak", "alloc_failures", "busy_areas_end")
 """The metrics every run reports (``Simulation.collect`` in sim/simulation.py), besides its
 kind's own and the safety counts."""
-HISTOGRAMS = ("vmalloc", "vfree", "set_memory", "purge", "preempt_off")
+HISTOGRAMS = ("vmalloc", "vfree", "set_memory", "purge", "preempt_off", "rt_latency")
 """The latency histograms a run file keeps: ``<name>_p<q>_ns`` metrics are their percentiles
 (``p999`` the 99.9th), which the summary takes from the replications' merged buckets."""
 SAFETY_METRICS = (*(f"safety_{kind}" for kind in SAFETY_KINDS), "safety_violations")

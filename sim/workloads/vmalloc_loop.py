@@ -52,6 +52,8 @@ def vmalloc_loop(env: simpy.Environment, cpu: Cpu, vm: VmallocModel, workload: V
             va = yield from vmalloc(cpu, sizes.next())
             if va is not None:
                 live.append(va)
+        if cpu.runqueue is not None and cpu.runqueue.woken:  # return to user: need_resched
+            yield from cpu.cond_resched()
         if thinks is not None:
             cpu.pending += thinks.next()  # cpu.charge(), inlined
     yield from cpu.settle()
