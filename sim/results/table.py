@@ -33,10 +33,11 @@ TABLE_METRICS = [
 """The headline metrics: (metric, column header, unit); ``purge`` is the mean time of one
 ``__purge_vmap_area_lazy``, ``lock wait`` the mean wait per ``vmap_area_lock`` acquisition,
 ``fails`` allocation failures, ``violations`` the safety checker's count."""
-KIND_METRICS = [("replay_late_mean_ns", "late mean", "ns"),
+KIND_METRICS = [("rt_latency_p99_ns", "rt p99", "ns"), ("rt_latency_max_ns", "rt max", "ns"),
+                ("replay_late_mean_ns", "late mean", "ns"),
                 ("replay_progress", "replayed", "fraction")]
-"""A kind's own headline, shown when its runs report it; test_vmalloc's ``<case>_avg_usec``
-columns are added the same way (``KIND_SUFFIX``)."""
+"""A kind's own headline (and the rt_probe's), shown when some run measured it;
+test_vmalloc's ``<case>_avg_usec`` columns are added the same way (``KIND_SUFFIX``)."""
 KIND_SUFFIX = ("_avg_usec", "usec")
 SAFETY_LABELS = {"reuse_before_flush": "reuse<flush", "unmap_aliases_unflushed": "unflushed",
                  "use_after_free": "UAF", "double_free": "double free",
@@ -106,7 +107,8 @@ def _kind_metrics(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     cases = sorted({n for n in names if n.endswith(KIND_SUFFIX[0])})
     seen = [kind for kind in SAFETY_LABELS if any(
         row["metric"] == f"safety_{kind}" and row["mean"] for row in rows)]
-    return [m for m in KIND_METRICS if m[0] in names] + [
+    measured = {row["metric"] for row in rows if row["mean"] == row["mean"]}  # not NaN
+    return [m for m in KIND_METRICS if m[0] in measured] + [
         (n, n.removesuffix(KIND_SUFFIX[0]).removesuffix("_test").replace("_alloc", ""),
          KIND_SUFFIX[1]) for n in cases] + [
         (f"safety_{kind}", SAFETY_LABELS[kind], "count") for kind in seen]
