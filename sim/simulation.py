@@ -113,8 +113,10 @@ class Simulation:
         process = KINDS[workload.kind].process
         for cpu in self.cpus:
             rng = stream(self.entropy, "workload", cpu.id)
-            self.workers.append(LeanProcess(
-                self.env, process(self.env, cpu, self.vm, workload, rng, self.control)))
+            worker = LeanProcess(self.env, process(self.env, cpu, self.vm, workload, rng,
+                                                   self.control))
+            worker.callbacks.append(lambda _, cpu=cpu: cpu.go_idle())  # its CPU goes idle
+            self.workers.append(worker)
         if workload.rt_probe is not None:
             for i in probe_cpus(workload.rt_probe, len(self.cpus)):
                 self.env.process(rt_probe(self.env, self.cpus[i], self.vm, workload.rt_probe,

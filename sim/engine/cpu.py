@@ -181,7 +181,7 @@ class RunQueue:
     def switch_in(self) -> simpy.Event | None:
         """A woken kworker asks for the CPU: None if it has it now, else the event of the
         task's next preemption point."""
-        if self.full and not self.task.preempt_count:
+        if (self.full or self.task.idle) and not self.task.preempt_count:
             self.running += 1
             return None
         event = handover_event(self.env)
@@ -214,7 +214,7 @@ class Cpu:
     """One online CPU executing kernel code paths on behalf of a workload."""
 
     __slots__ = ("env", "id", "socket", "irq", "handlers", "pending", "preempt_count",
-                 "runqueue", "preempt_off_since", "metrics", "preemption")
+                 "runqueue", "preempt_off_since", "metrics", "preemption", "idle")
 
     def __init__(self, env: simpy.Environment, cpu_id: int, socket: int, irq: IrqState) -> None:
         self.env = env
@@ -233,6 +233,9 @@ class Cpu:
         """When ``preempt_count`` last left zero."""
         self.metrics: Metrics | None = None
         """Where the sections run with preemption off are recorded (None: nowhere)."""
+        self.idle = False
+        """The CPU's task is asleep (a mutex wait) or has ended (the run drains): a woken
+        kworker takes the CPU at once in every preemption model."""
         self.preemption = "full"
         """The kernel's preemption model (``none``, ``voluntary``, ``full``), as the
         machine sets it: where a woken kworker can take the CPU (:class:`RunQueue`)."""
@@ -354,6 +357,12 @@ class Cpu:
         if self.runqueue is not None and self.runqueue.woken and self.runqueue.full:
             self.runqueue.preempt_point()
 
+    def go_idle(self) -> None:
+        """The CPU's task has ended: the kworkers woken meanwhile run now."""
+        self.idle = True
+        if self.need_resched() and not self.preempt_count:
+            self.runqueue.preempt_point()
+
     def need_resched(self) -> bool:
         """``need_resched()``: a woken kworker waits for this CPU."""
         return self.runqueue is not None and bool(self.runqueue.woken)
@@ -410,7 +419,9 @@ class Cpu:
         lets the kworkers woken on its CPU run, in every preemption model."""
         if self.need_resched() and not self.preempt_count:
             self.runqueue.preempt_point()
+        idle, self.idle = self.idle, True  # asleep: a kworker woken meanwhile runs at once
         yield from self._wait(event)
+        self.idle = idle
 
     def mutex_trylock(self, lock: SpinLock) -> Generator[simpy.Event, None, bool]:
         """``mutex_trylock(lock)``: True if taken."""
