@@ -121,3 +121,15 @@ def test_without_preemption_a_spinning_cpu_gets_no_break() -> None:
     task woken on its own CPU, so the other CPU, spinning on vmap_area_lock with preemption
     off, keeps its probe waiting longer than under full preemption."""
     assert longest("linux-4.10", 4096, "none") > 3 * longest("linux-4.10", 4096, "full")
+
+
+def test_a_sleeping_task_lets_a_woken_kworker_run_in_every_model() -> None:
+    """6.9 under none: tasks asleep on the purge mutex leave their CPUs to the purge helpers
+    woken there (the run once hung in its drain, helpers waiting for an explicit point that
+    a sleeping task never reached). The case of latency.yaml that found it."""
+    exp = sim.load_experiment("latency", ["sweep.lazy_max_pages=[32768]",
+                                          "sweep.machine.preemption=[none]",
+                                          "variants=[linux-6.9]"])
+    result = sim.run(exp.specs()[2])
+    assert result["metrics"]["safety_violations"] == 0
+    assert result["metrics"]["rt_latency_max_ns"] > 0
