@@ -70,27 +70,29 @@ def task(model: Simulation, times: dict[str, float], locked: bool):
     return at(model, START, body)
 
 
-@pytest.mark.parametrize("preemption", ["full", "voluntary", "none"])
-def test_a_probe_woken_in_a_spinlock_section_runs_at_its_end_under_full(preemption: str) -> None:
+def probed(preemption: str, locked: bool) -> tuple[float, dict[str, float]]:
+    """The probe's one latency beside the task's section, and the task's times."""
     model = build(preemption)
     times: dict[str, float] = {}
     probe_once(model)
-    model.env.run(until=task(model, times, locked=True))
-    latency = model.metrics.rt_latency.max
+    model.env.run(until=task(model, times, locked))
+    assert model.metrics.rt_latency.n == 1
+    return model.metrics.rt_latency.max, times
+
+
+@pytest.mark.parametrize("preemption", ["full", "voluntary", "none"])
+def test_a_probe_woken_in_a_spinlock_section_runs_at_its_end_under_full(preemption: str) -> None:
+    latency, times = probed(preemption, locked=True)
     if preemption == "full":  # at the unlock: preempt_count back at zero
         assert latency == pytest.approx(times["section_end"] - EXPIRY)
     else:  # not at the unlock: at the cond_resched() after it
         assert latency == pytest.approx(times["resched"] - EXPIRY)
-    assert latency > HOLD - (EXPIRY - START) and model.metrics.rt_latency.n == 1
+    assert latency > HOLD - (EXPIRY - START)
 
 
 @pytest.mark.parametrize("preemption", ["full", "none"])
 def test_a_probe_takes_a_preemptible_task_at_once_only_under_full(preemption: str) -> None:
-    model = build(preemption)
-    times: dict[str, float] = {}
-    probe_once(model)
-    model.env.run(until=task(model, times, locked=False))
-    latency = model.metrics.rt_latency.max
+    latency, times = probed(preemption, locked=False)
     if preemption == "full":
         assert latency == pytest.approx(WAKE)
     else:
