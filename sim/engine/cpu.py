@@ -360,6 +360,11 @@ class Cpu:
     def go_idle(self) -> None:
         """The CPU's task has ended: the kworkers woken meanwhile run now."""
         self.idle = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """``schedule()`` at an explicit point (outside any preempt-off section): the
+        kworkers woken on this CPU take it."""
         if self.need_resched() and not self.preempt_count:
             self.runqueue.preempt_point()
 
@@ -371,8 +376,7 @@ class Cpu:
         """``cond_resched()`` (and the scheduling point of a ``cond_resched_lock()`` break,
         of blocking, of a return to user space), in every preemption model: a woken kworker
         takes the CPU now, and the task goes on once they have all given it back."""
-        if self.need_resched() and not self.preempt_count:
-            self.runqueue.preempt_point()
+        self._schedule()
         if self.runqueue is not None and self.runqueue.running:
             yield from self.preempted()
 
@@ -417,8 +421,7 @@ class Cpu:
         """Sleep until ``event`` (a mutex wait, ``wait_for_completion``), settled: a kworker
         gives its CPU back meanwhile (:class:`~sim.mm.workqueue.Kworker`); a task blocking
         lets the kworkers woken on its CPU run, in every preemption model."""
-        if self.need_resched() and not self.preempt_count:
-            self.runqueue.preempt_point()
+        self._schedule()
         idle, self.idle = self.idle, True  # asleep: a kworker woken meanwhile runs at once
         yield from self._wait(event)
         self.idle = idle
