@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from sim.config.fields import USER_INPUT
 from sim.config.loader import (
     ConfigError,
     Document,
@@ -35,7 +36,7 @@ from sim.config.loader import (
     set_dotted,
     shown,
 )
-from sim.config.schema import USER_INPUT, ExperimentFile, RunConfig, Variant
+from sim.config.schema import ExperimentFile, RunConfig, Variant
 from sim.experiment.limits import check_limits
 from sim.experiment.sweep import Sweep, parse_sweep, set_factor, unsweep
 from sim.experiment.validation import config_error, swept_path

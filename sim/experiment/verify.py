@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from sim.config.fields import USER_INPUT
 from sim.config.loader import (
     ConfigError,
     Origins,
@@ -54,7 +55,7 @@ from sim.config.loader import (
     load_reference,
     load_yaml,
 )
-from sim.config.schema import USER_INPUT, RunConfig, Scenario
+from sim.config.schema import RunConfig, Scenario
 from sim.engine.cpu import Cpu
 from sim.engine.stop import RunAborted
 from sim.experiment.executors import open_executor
