@@ -85,6 +85,7 @@ def _start_worker() -> None:
     """Worker initializer: Ctrl-C on a terminal goes to the parent only, and the worker exits
     when its parent is gone (killed with SIGKILL, it can stop nobody)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: stop() ends it
     parent = os.getppid()
     threading.Thread(target=_exit_with, args=(parent,), daemon=True,
                      name="vmapsim-parent-check").start()
