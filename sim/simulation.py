@@ -46,6 +46,8 @@ PROGRESS_STEPS = 1000
 """Slices of a run whose simulated-time progress is shown."""
 PURPOSES = {"background": 1, "workload": 2, "irq": 3}
 """Random streams by purpose; a CPU's workload stream is further keyed by the CPU number."""
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """A complete, canonical description of one simulation."""

@@ -135,3 +135,14 @@ def test_a_sleeping_task_lets_a_woken_kworker_run_in_every_model() -> None:
     result = sim.run(exp.specs()[2])
     assert result["metrics"]["safety_violations"] == 0
     assert result["metrics"]["rt_latency_max_ns"] > 0
+
+
+@pytest.mark.parametrize("preemption", ["full", "none"])
+def test_a_kworker_runs_under_the_machines_preemption_model(preemption: str) -> None:
+    """A purge run by a kworker (5.18's drain, 6.9's helpers) breaks its free loop by the
+    machine's rules too: the kworker has the model of the tasks it shares the machine with."""
+    from sim.mm.workqueue import Kworker
+
+    model = build(preemption)
+    kworker = Kworker(model.env, 1, 0, model.irq)
+    assert kworker.preemption == preemption and kworker.metrics is model.metrics

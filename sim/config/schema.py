@@ -242,7 +242,7 @@ class VmallocLoop(WorkloadBase):
                                   description="pages per set_memory_*() call")
 
     def largest_request(self) -> int:
-        return _largest(self.size)
+        return largest_pages(self.size)
 
 
 class TraceReplay(WorkloadBase):
@@ -402,7 +402,7 @@ class ObjectChurn(WorkloadBase):
     objects: list[ChurnObject] = Field(min_length=1)
 
     def largest_request(self) -> int:
-        return max(_largest(obj.size) for obj in self.objects)
+        return max(largest_pages(obj.size) for obj in self.objects)
 
 
 Workload = Annotated[VmallocLoop | TraceReplay | VmallocTestModule | ObjectChurn,
@@ -542,7 +542,8 @@ class RunConfig(Strict):
         return self
 
 
-def _largest(dist: FixedDist | UniformDist | ChoiceDist) -> int:
+def largest_pages(dist: FixedDist | UniformDist | ChoiceDist) -> int:
+    """The largest size, in pages, ``dist`` can draw."""
     if isinstance(dist, FixedDist):
         return dist.value
     if isinstance(dist, UniformDist):

@@ -333,7 +333,7 @@ class Cpu:
                 yield sleep(env, end - env.now)
             end = self._redo_end(end)
         lock.release(self)
-        self.preempt_count -= 1  # preempt_enable(), written out: one call less per release
+        self.preempt_count -= 1  # preempt_enable(), written out
         if not self.preempt_count:
             self._preemptible_again()
 

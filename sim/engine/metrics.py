@@ -74,9 +74,9 @@ class Metrics:
         self.set_memory = Histogram()
         self.purge = Histogram()
         self.preempt_off = Histogram()
+        """Sections a CPU ran with preemption off (a spinlock held or spun on, an IPI wait)."""
         self.rt_latency = Histogram()
         """Wake-up latencies of the rt_probe's threads (empty without a probe)."""
-        """Sections a CPU ran with preemption off (a spinlock held or spun on, an IPI wait)."""
         self.purge_areas = 0
         self.purge_nodes = 0
         self.tlb_flush_full = 0

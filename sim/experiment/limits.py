@@ -13,14 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.config.schema import (
-    ChoiceDist,
-    FixedDist,
     ObjectChurn,
     RunConfig,
     TraceReplay,
-    UniformDist,
     VmallocLoop,
     VmallocTestModule,
+    largest_pages,
 )
 from sim.config.units import format_ns
 
@@ -83,20 +81,14 @@ def _op_floor(config: RunConfig) -> Breach | None:
     return None
 
 
-def _largest_pages(dist: FixedDist | UniformDist | ChoiceDist) -> int:
-    if isinstance(dist, FixedDist):
-        return dist.value
-    return dist.max if isinstance(dist, UniformDist) else max(dist.values)
-
-
 def _background(config: RunConfig) -> Breach | None:
     """Background areas are placed back to back, each with its guard page."""
     bg = config.workload.background
-    need = bg.count * (_largest_pages(bg.size) + 1)
+    need = bg.count * (largest_pages(bg.size) + 1)
     space = config.machine.vmalloc_space
     if bg.count and need > space:
         return Breach(("workload", "background"),
-                      f"{bg.count} background areas of up to {_largest_pages(bg.size)} pages "
+                      f"{bg.count} background areas of up to {largest_pages(bg.size)} pages "
                       f"(plus guard pages) can need {need} pages, more than the vmalloc space "
                       f"({space} pages)")
     return None

@@ -53,7 +53,10 @@ class Kworker(Cpu):
             task.runqueue = RunQueue(task)
         self.cpu_runqueue = task.runqueue if task is not None else None
         """The run queue of the CPU's task (None: no task there to preempt)."""
-        self.metrics = task.metrics if task is not None else None
+        machine_task = task if task is not None else next(iter(shared.tasks.values()), None)
+        if machine_task is not None:  # the machine's preemption model and the run's metrics
+            self.metrics = machine_task.metrics
+            self.preemption = machine_task.preemption
 
     def __repr__(self) -> str:
         return f"kworker/{self.id}"

@@ -69,7 +69,7 @@ def format_table(rows: list[dict[str, Any]], swept: list[str],
     left_out: list[str] = []
     labels = {name: label for name, label, _ in metrics}
     while True:
-        lines = [_header(swept, keys, metrics, baseline)]
+        lines = [_header(keys, metrics, baseline)]
         for group in ordered:
             lines.append(_line(group, shown_as[group], swept, keys, metrics, groups[group],
                                differences))
@@ -120,8 +120,8 @@ def _differences(paired: list[dict[str, Any]], swept: list[str]) -> dict[tuple, 
             if r["metric"] == "ops_per_sec"}
 
 
-def _header(swept: list[str], keys: list[str], metrics: list[tuple[str, str, str]],
-            baseline: str | None) -> list[str]:
+def _header(keys: list[str], metrics: list[tuple[str, str, str]], baseline: str | None
+            ) -> list[str]:
     names = [k.removeprefix("workload.").removeprefix("machine.") for k in keys]
     return ["variant", *names, *(label for _, label, _ in metrics),
             *([f"vs {baseline}"] if baseline else [])]
